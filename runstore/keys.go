@@ -1,0 +1,48 @@
+package runstore
+
+import (
+	"strconv"
+)
+
+// Keys names every Redis key Sando's run store uses. All of a pipeline's
+// keys carry one hash tag, {pipeline}, so each Lua script's keys (and the
+// run hashes a supersede touches) share one Redis Cluster slot.
+type Keys struct {
+	prefix string // "sando:{<pipeline>}:"
+}
+
+// NewKeys returns the key names of one pipeline.
+func NewKeys(pipeline string) Keys {
+	return Keys{prefix: "sando:{" + pipeline + "}:"}
+}
+
+// Seq is the counter INCR'd for run ids.
+func (k Keys) Seq() string { return k.prefix + "seq" }
+
+// Runs is the sorted set of every run id (score = id), newest last.
+func (k Keys) Runs() string { return k.prefix + "runs" }
+
+// Building is the set of ids still building, which a newer rebuild aborts.
+func (k Keys) Building() string { return k.prefix + "building" }
+
+// RunPrefix is the prefix of run hashes; scripts append the id.
+func (k Keys) RunPrefix() string { return k.prefix + "run:" }
+
+// Run is the hash of one run: scalar fields plus one "gate:<kind>" field
+// per gate, so a whole view is one HGETALL.
+func (k Keys) Run(id int64) string { return k.RunPrefix() + strconv.FormatInt(id, 10) }
+
+// LastPassed holds the id of the newest passed run (for /state).
+func (k Keys) LastPassed() string { return k.prefix + "last_passed" }
+
+// TierGates is the hash kind → gate of the latest result per gate kind for
+// one (tier, version).
+func (k Keys) TierGates(tier, version string) string {
+	return k.prefix + "gates:" + tier + ":" + version
+}
+
+// Idempotency maps a client's Idempotency-Key to the run it started.
+func (k Keys) Idempotency(key string) string { return k.prefix + "idem:" + key }
+
+// Events is the pub/sub channel on which every run write announces the id.
+func (k Keys) Events() string { return k.prefix + "events" }

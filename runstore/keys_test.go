@@ -1,0 +1,78 @@
+package runstore
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestKeys(t *testing.T) {
+	t.Parallel()
+	k := NewKeys("app")
+	tests := []struct {
+		got, want string
+	}{
+		{k.Seq(), "sando:{app}:seq"},
+		{k.Runs(), "sando:{app}:runs"},
+		{k.Building(), "sando:{app}:building"},
+		{k.Run(17), "sando:{app}:run:17"},
+		{k.RunPrefix() + "17", k.Run(17)},
+		{k.LastPassed(), "sando:{app}:last_passed"},
+		{k.TierGates("host", "0.10.2"), "sando:{app}:gates:host:0.10.2"},
+		{k.Idempotency("abc"), "sando:{app}:idem:abc"},
+		{k.Events(), "sando:{app}:events"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, tt.got)
+	}
+}
+
+// Every key of a pipeline must hash to one cluster slot, or scripts that
+// touch several of them fail on Redis Cluster with CROSSSLOT.
+func TestKeysShareSlot(t *testing.T) {
+	t.Parallel()
+	k := NewKeys("app")
+	all := []string{k.Seq(), k.Runs(), k.Building(), k.Run(1), k.Run(99999), k.LastPassed(),
+		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Events()}
+	slot := redisSlot(all[0])
+	for _, key := range all[1:] {
+		require.Equal(t, slot, redisSlot(key), key)
+	}
+	require.NotEqual(t, redisSlot(NewKeys("a").Seq()), redisSlot(NewKeys("b").Seq()),
+		"different pipelines should spread over slots")
+}
+
+// redisSlot is Redis Cluster's key → slot function (CRC16 of the hash tag).
+func redisSlot(key string) int {
+	s := key
+	if i := indexByte(key, '{'); i >= 0 {
+		if j := indexByte(key[i+1:], '}'); j > 0 {
+			s = key[i+1 : i+1+j]
+		}
+	}
+	return int(crc16(s) % 16384)
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}

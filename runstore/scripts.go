@@ -1,0 +1,338 @@
+package runstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"sando/run"
+)
+
+// Every script publishes the run id on the events channel after it
+// changes a run, so waiters (long-polls, a phase watching for cancel) wake
+// on the write instead of polling. Return codes are small integers mapped
+// in one switch on the Go side.
+
+// createScript makes a run and, unless told not to, aborts every older run
+// of the pipeline that is still building: all in one step, so of many
+// racing rebuilds exactly the newest survives.
+//
+// KEYS[1] seq counter
+// KEYS[2] runs sorted set
+// KEYS[3] building set
+// KEYS[4] idempotency key (unused when ARGV[7] is "")
+// ARGV[1] run hash prefix
+// ARGV[2] now (RFC 3339)
+// ARGV[3] requested sha
+// ARGV[4] requested ref
+// ARGV[5] failure summary for superseded runs
+// ARGV[6] "1" to supersede, "0" not to
+// ARGV[7] request fingerprint for the idempotency key, "" for none
+// ARGV[8] idempotency TTL in seconds
+// ARGV[9] events channel
+//
+// Returns {1, id, aborted id, its task id, ...} for a new run,
+// {2, id} when the idempotency key already names a run with the same
+// fingerprint, {3, id} when it names one started by a different request.
+var createScript = redis.NewScript(`
+if ARGV[7] ~= "" then
+  local seen = redis.call("HMGET", KEYS[4], "id", "fp")
+  if seen[1] then
+    if seen[2] == ARGV[7] then return {2, tonumber(seen[1])} end
+    return {3, tonumber(seen[1])}
+  end
+end
+local id = redis.call("INCR", KEYS[1])
+local out = {1, id}
+if ARGV[6] == "1" then
+  for _, m in ipairs(redis.call("SMEMBERS", KEYS[3])) do
+    if tonumber(m) < id then
+      local key = ARGV[1] .. m
+      if redis.call("HGET", key, "result") == "building" then
+        redis.call("HSET", key, "result", "aborted", "phase", "done",
+          "finished_at", ARGV[2], "failure_summary", ARGV[5])
+        redis.call("HINCRBY", key, "rev", 1)
+        table.insert(out, tonumber(m))
+        table.insert(out, redis.call("HGET", key, "task_id") or "")
+        redis.call("PUBLISH", ARGV[9], m)
+      end
+      redis.call("SREM", KEYS[3], m)
+    end
+  end
+end
+redis.call("HSET", ARGV[1] .. id, "phase", "queued", "result", "building",
+  "started_at", ARGV[2], "sha", ARGV[3], "ref", ARGV[4], "rev", 1)
+redis.call("ZADD", KEYS[2], id, id)
+redis.call("SADD", KEYS[3], id)
+if ARGV[7] ~= "" then
+  redis.call("HSET", KEYS[4], "id", id, "fp", ARGV[7])
+  redis.call("EXPIRE", KEYS[4], ARGV[8])
+end
+redis.call("PUBLISH", ARGV[9], id)
+return out
+`)
+
+// CreateRequest is what a trigger asks for.
+type CreateRequest struct {
+	SHA, Ref string
+	// NoSupersede keeps older building runs alive (benchmarks, tests).
+	NoSupersede bool
+	// IdempotencyKey, when set, makes a retried trigger return the run the
+	// first one started; Fingerprint tells a retry from a different request.
+	IdempotencyKey, Fingerprint string
+	IdempotencyTTL              time.Duration
+}
+
+// Superseded is an older run a create aborted, with the task to cancel.
+type Superseded struct {
+	ID     int64
+	TaskID string
+}
+
+// Created is what Create did.
+type Created struct {
+	ID         int64
+	Superseded []Superseded
+	// Replayed: the idempotency key named an existing run; nothing was made.
+	Replayed bool
+}
+
+// ErrIdempotencyConflict: the key was used before with a different request.
+var ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+
+// Create starts a run in phase queued, aborting older building runs.
+func (s *Store) Create(ctx context.Context, req CreateRequest) (Created, error) {
+	supersede := "1"
+	if req.NoSupersede {
+		supersede = "0"
+	}
+	ttl := req.IdempotencyTTL
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
+	}
+	fp := ""
+	if req.IdempotencyKey != "" {
+		fp = cmp.Or(req.Fingerprint, "-")
+	}
+	res, err := createScript.Run(ctx, s.rdb,
+		[]string{s.keys.Seq(), s.keys.Runs(), s.keys.Building(), s.keys.Idempotency(req.IdempotencyKey)},
+		s.keys.RunPrefix(), s.stamp(), req.SHA, req.Ref, run.SummarySuperseded, supersede,
+		fp, int64(ttl/time.Second), s.keys.Events(),
+	).Slice()
+	if err != nil {
+		return Created{}, fmt.Errorf("create run: %w", err)
+	}
+	if len(res) < 2 {
+		return Created{}, fmt.Errorf("create run: unexpected return %v", res)
+	}
+	id, _ := res[1].(int64)
+	switch res[0] {
+	case int64(1):
+		c := Created{ID: id}
+		for i := 2; i+1 < len(res); i += 2 {
+			sid, _ := res[i].(int64)
+			task, _ := res[i+1].(string)
+			c.Superseded = append(c.Superseded, Superseded{ID: sid, TaskID: task})
+		}
+		return c, nil
+	case int64(2):
+		return Created{ID: id, Replayed: true}, nil
+	case int64(3):
+		return Created{ID: id}, ErrIdempotencyConflict
+	default:
+		return Created{}, fmt.Errorf("create run: unexpected return %v", res[0])
+	}
+}
+
+// guardedCode maps the common return of the guarded scripts below:
+// -1 no such run, 0 run is terminal, 1 applied, 2 stale phase.
+func guardedCode(what string, id int64, code int64, err error) (Outcome, error) {
+	if err != nil {
+		return 0, fmt.Errorf("%s run %d: %w", what, id, err)
+	}
+	switch code {
+	case -1:
+		return 0, ErrNotFound
+	case 0:
+		return Finished, nil
+	case 1:
+		return Applied, nil
+	case 2:
+		return Stale, nil
+	default:
+		return 0, fmt.Errorf("%s run %d: unexpected return %d", what, id, code)
+	}
+}
+
+// phaseScript moves a building run to a phase and records the asynq task
+// now running it (the one a cancel must reach).
+//
+// KEYS[1] run hash
+// ARGV[1] new phase
+// ARGV[2] task id ("" keeps the recorded one)
+// ARGV[3] events channel
+// ARGV[4] run id
+// ARGV[5..] phases the run may be in for the write to apply
+//
+// Returns -1 no such run, 0 run is terminal, 1 applied, 2 run is past this phase.
+var phaseScript = redis.NewScript(`
+local cur = redis.call("HMGET", KEYS[1], "result", "phase")
+if not cur[1] then return -1 end
+if cur[1] ~= "building" then return 0 end
+for i = 5, #ARGV do
+  if ARGV[i] == cur[2] then
+    redis.call("HSET", KEYS[1], "phase", ARGV[1])
+    if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "task_id", ARGV[2]) end
+    redis.call("HINCRBY", KEYS[1], "rev", 1)
+    redis.call("PUBLISH", ARGV[3], ARGV[4])
+    return 1
+  end
+end
+return 2
+`)
+
+// SetPhase moves a building run forward to phase (or re-enters the phase
+// it is in, for a redelivered task). It never moves a run backwards or
+// touches a finished one.
+func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID string) (Outcome, error) {
+	from := run.AdvanceFrom(phase)
+	if len(from) == 0 {
+		return 0, fmt.Errorf("set phase of run %d: %q is not a phase a run advances to", id, phase)
+	}
+	args := []any{string(phase), taskID, s.keys.Events(), id}
+	for _, p := range from {
+		args = append(args, string(p))
+	}
+	code, err := phaseScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, args...).Int64()
+	return guardedCode("set phase of", id, code, err)
+}
+
+// fieldsScript sets fields of a run only while it is building.
+//
+// KEYS[1] run hash
+// ARGV[1] events channel
+// ARGV[2] run id
+// ARGV[3..] field, value pairs
+//
+// Returns -1 no such run, 0 run is terminal, 1 applied.
+var fieldsScript = redis.NewScript(`
+local r = redis.call("HGET", KEYS[1], "result")
+if not r then return -1 end
+if r ~= "building" then return 0 end
+for i = 3, #ARGV, 2 do
+  redis.call("HSET", KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call("HINCRBY", KEYS[1], "rev", 1)
+redis.call("PUBLISH", ARGV[1], ARGV[2])
+return 1
+`)
+
+func (s *Store) setFields(ctx context.Context, what string, id int64, pairs ...string) (Outcome, error) {
+	args := []any{s.keys.Events(), id}
+	for _, p := range pairs {
+		args = append(args, p)
+	}
+	code, err := fieldsScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, args...).Int64()
+	return guardedCode(what, id, code, err)
+}
+
+// SetSHA records the full commit id once fetched.
+func (s *Store) SetSHA(ctx context.Context, id int64, sha string) (Outcome, error) {
+	return s.setFields(ctx, "set sha of", id, fSHA, sha)
+}
+
+// SetVersion records the version read from the worktree.
+func (s *Store) SetVersion(ctx context.Context, id int64, version string) (Outcome, error) {
+	return s.setFields(ctx, "set version of", id, fVersion, version)
+}
+
+// gateScript records one gate's status on a building run and in the
+// per-(tier, version) results.
+//
+// KEYS[1] run hash
+// KEYS[2] tier gates hash
+// ARGV[1] gate kind
+// ARGV[2] encoded gate (status, log ref, run id)
+// ARGV[3] events channel
+// ARGV[4] run id
+//
+// Returns -1 no such run, 0 run is terminal, 1 applied.
+var gateScript = redis.NewScript(`
+local r = redis.call("HGET", KEYS[1], "result")
+if not r then return -1 end
+if r ~= "building" then return 0 end
+redis.call("HSET", KEYS[1], "gate:" .. ARGV[1], ARGV[2])
+redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
+redis.call("HINCRBY", KEYS[1], "rev", 1)
+redis.call("PUBLISH", ARGV[3], ARGV[4])
+return 1
+`)
+
+// SetGate records the latest status of one gate kind for a building run,
+// and for its (tier, version). A redelivered gate overwrites its own entry:
+// a gate is never recorded twice.
+func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g run.Gate) (Outcome, error) {
+	code, err := gateScript.Run(ctx, s.rdb,
+		[]string{s.keys.Run(id), s.keys.TierGates(tier, version)},
+		g.Kind, encodeGate(g.Status, g.LogRef, id), s.keys.Events(), id,
+	).Int64()
+	return guardedCode("set gate of", id, code, err)
+}
+
+// settleScript is the one terminal write: it applies only while the run is
+// building, so the first of any racing settles wins.
+//
+// KEYS[1] run hash
+// KEYS[2] building set
+// KEYS[3] last passed id
+// ARGV[1] result (passed, failed, aborted)
+// ARGV[2] failure summary ("" for none)
+// ARGV[3] now (RFC 3339)
+// ARGV[4] run id
+// ARGV[5] events channel
+//
+// Returns -1 no such run, 0 already terminal (this write lost), 1 won.
+var settleScript = redis.NewScript(`
+local r = redis.call("HGET", KEYS[1], "result")
+if not r then return -1 end
+if r ~= "building" then return 0 end
+redis.call("HSET", KEYS[1], "result", ARGV[1], "phase", "done", "finished_at", ARGV[3])
+if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "failure_summary", ARGV[2]) end
+redis.call("HINCRBY", KEYS[1], "rev", 1)
+redis.call("SREM", KEYS[2], ARGV[4])
+if ARGV[1] == "passed" then
+  local last = tonumber(redis.call("GET", KEYS[3]) or "0")
+  if tonumber(ARGV[4]) > last then redis.call("SET", KEYS[3], ARGV[4]) end
+end
+redis.call("PUBLISH", ARGV[5], ARGV[4])
+return 1
+`)
+
+func (s *Store) settle(ctx context.Context, id int64, result run.Result, summary string) (bool, error) {
+	code, err := settleScript.Run(ctx, s.rdb,
+		[]string{s.keys.Run(id), s.keys.Building(), s.keys.LastPassed()},
+		string(result), run.TruncateSummary(summary), s.stamp(), id, s.keys.Events(),
+	).Int64()
+	o, err := guardedCode("settle", id, code, err)
+	return o == Applied, err
+}
+
+// Pass settles a run passed. It reports whether this write won.
+func (s *Store) Pass(ctx context.Context, id int64) (bool, error) {
+	return s.settle(ctx, id, run.ResultPassed, "")
+}
+
+// Fail settles a run failed with a summary (cut to 600 characters).
+func (s *Store) Fail(ctx context.Context, id int64, summary string) (bool, error) {
+	return s.settle(ctx, id, run.ResultFailed, summary)
+}
+
+// Abort settles a run aborted (canceled or superseded).
+func (s *Store) Abort(ctx context.Context, id int64, summary string) (bool, error) {
+	return s.settle(ctx, id, run.ResultAborted, summary)
+}
+

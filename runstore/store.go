@@ -1,0 +1,228 @@
+// Package runstore keeps run state in Redis hashes. Every write that must
+// not touch a finished run is a Lua script that checks result == "building"
+// first, so the first terminal write wins and anything later is a no-op the
+// caller can see. Scripts live in scripts.go, each above the method that
+// runs it; key names live in keys.go.
+package runstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"sando/run"
+)
+
+// ErrNotFound is returned for a run id that does not exist.
+var ErrNotFound = errors.New("run not found")
+
+// Outcome says what a guarded write did.
+type Outcome int
+
+const (
+	// Applied: the write took effect.
+	Applied Outcome = iota + 1
+	// Finished: the run is terminal; nothing changed.
+	Finished
+	// Stale: the run is already in a later phase; nothing changed.
+	Stale
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Applied:
+		return "applied"
+	case Finished:
+		return "finished"
+	case Stale:
+		return "stale"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Store reads and writes one pipeline's runs.
+type Store struct {
+	rdb  redis.UniversalClient
+	keys Keys
+	now  func() time.Time
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock injects the time source, so elapsed-time logic is tested
+// without sleeping.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// New returns the store of pipeline's runs on rdb.
+func New(rdb redis.UniversalClient, pipeline string, opts ...Option) *Store {
+	s := &Store{rdb: rdb, keys: NewKeys(pipeline), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Keys exposes the key names (for the events channel and for tests).
+func (s *Store) Keys() Keys { return s.keys }
+
+// Redis is the client the store uses.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+// timeLayout keeps milliseconds: runs that end within a second stay ordered.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func (s *Store) stamp() string { return s.now().UTC().Format(timeLayout) }
+
+// Get returns one run with its gates.
+func (s *Store) Get(ctx context.Context, id int64) (*run.Run, error) {
+	m, err := s.rdb.HGetAll(ctx, s.keys.Run(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("get run %d: %w", id, err)
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	return decodeRun(id, m), nil
+}
+
+// Latest returns the newest run of any result, or ErrNotFound.
+func (s *Store) Latest(ctx context.Context) (*run.Run, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.keys.Runs(), 0, 0).Result()
+	if err != nil {
+		return nil, fmt.Errorf("latest run: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, ErrNotFound
+	}
+	id, _ := strconv.ParseInt(ids[0], 10, 64)
+	return s.Get(ctx, id)
+}
+
+// LastPassed returns the newest passed run, or ErrNotFound.
+func (s *Store) LastPassed(ctx context.Context) (*run.Run, error) {
+	v, err := s.rdb.Get(ctx, s.keys.LastPassed()).Int64()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("last passed run: %w", err)
+	}
+	return s.Get(ctx, v)
+}
+
+// List returns up to limit runs, newest first, with ids below before (0:
+// from the newest). One ZREVRANGEBYSCORE and one pipelined HGETALL each.
+func (s *Store) List(ctx context.Context, before int64, limit int) ([]*run.Run, error) {
+	maxScore := "+inf"
+	if before > 0 {
+		maxScore = "(" + strconv.FormatInt(before, 10)
+	}
+	ids, err := s.rdb.ZRevRangeByScore(ctx, s.keys.Runs(), &redis.ZRangeBy{
+		Max: maxScore, Min: "-inf", Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	nums := make([]int64, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, raw := range ids {
+			nums[i], _ = strconv.ParseInt(raw, 10, 64)
+			cmds[i] = p.HGetAll(ctx, s.keys.Run(nums[i]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	out := make([]*run.Run, 0, len(ids))
+	for i, c := range cmds {
+		if m := c.Val(); len(m) > 0 { // pruned between the two calls: skip
+			out = append(out, decodeRun(nums[i], m))
+		}
+	}
+	return out, nil
+}
+
+// TierGates returns the latest gate results recorded for (tier, version),
+// sorted by kind.
+func (s *Store) TierGates(ctx context.Context, tier, version string) ([]run.Gate, error) {
+	m, err := s.rdb.HGetAll(ctx, s.keys.TierGates(tier, version)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("tier gates: %w", err)
+	}
+	gates := make([]run.Gate, 0, len(m))
+	for kind, v := range m {
+		gates = append(gates, decodeGate(kind, v))
+	}
+	sortGates(gates)
+	return gates, nil
+}
+
+// Hash field names of a run.
+const (
+	fSHA        = "sha"
+	fRef        = "ref"
+	fVersion    = "version"
+	fPhase      = "phase"
+	fResult     = "result"
+	fStarted    = "started_at"
+	fFinished   = "finished_at"
+	fSummary    = "failure_summary"
+	fTask       = "task_id"
+	fRev        = "rev"
+	gatePrefix  = "gate:"
+	gateValSep  = "\t"
+)
+
+func decodeRun(id int64, m map[string]string) *run.Run {
+	r := &run.Run{
+		ID:             id,
+		SHA:            m[fSHA],
+		Ref:            m[fRef],
+		Version:        m[fVersion],
+		Phase:          run.Phase(m[fPhase]),
+		Result:         run.Result(m[fResult]),
+		FailureSummary: m[fSummary],
+		TaskID:         m[fTask],
+		Gates:          []run.Gate{},
+	}
+	r.Rev, _ = strconv.ParseInt(m[fRev], 10, 64)
+	r.StartedAt, _ = time.Parse(time.RFC3339Nano, m[fStarted])
+	r.FinishedAt, _ = time.Parse(time.RFC3339Nano, m[fFinished])
+	for f, v := range m {
+		if kind, ok := strings.CutPrefix(f, gatePrefix); ok {
+			r.Gates = append(r.Gates, decodeGate(kind, v))
+		}
+	}
+	sortGates(r.Gates)
+	return r
+}
+
+// A gate is stored as "status\tlog_ref\trun_id": scripts write it verbatim.
+func encodeGate(status run.GateStatus, logRef string, runID int64) string {
+	return string(status) + gateValSep + logRef + gateValSep + strconv.FormatInt(runID, 10)
+}
+
+func decodeGate(kind, v string) run.Gate {
+	parts := strings.SplitN(v, gateValSep, 3)
+	g := run.Gate{Kind: kind, Status: run.GateStatus(parts[0])}
+	if len(parts) > 1 {
+		g.LogRef = parts[1]
+	}
+	if len(parts) > 2 {
+		g.RunID, _ = strconv.ParseInt(parts[2], 10, 64)
+	}
+	return g
+}
+
+func sortGates(g []run.Gate) {
+	sort.Slice(g, func(i, j int) bool { return g[i].Kind < g[j].Kind })
+}

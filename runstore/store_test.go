@@ -1,0 +1,419 @@
+package runstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"sando/internal/redistest"
+	"sando/run"
+	"sando/runstore"
+)
+
+// testBundle is one test's store on one backend, with a settable clock.
+type testBundle struct {
+	store *runstore.Store
+	rdb   redis.UniversalClient
+	clock *fakeClock
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// eachBackend runs the same behaviour against a real redis-server and
+// against miniredis (the embedded default): one conformance suite, two
+// drivers.
+func eachBackend(t *testing.T, fn func(t *testing.T, b *testBundle)) {
+	t.Helper()
+	backends := map[string]func(t *testing.T) redis.UniversalClient{
+		"redis": func(t *testing.T) redis.UniversalClient {
+			return redistest.Start(t).Client(t)
+		},
+		"miniredis": func(t *testing.T) redis.UniversalClient {
+			m := redistest.Mini(t)
+			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			t.Cleanup(func() { _ = c.Close() })
+			return c
+		},
+	}
+	for name, connect := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rdb := connect(t)
+			clock := &fakeClock{t: time.Date(2026, 6, 13, 0, 0, 0, 0, time.UTC)}
+			fn(t, &testBundle{
+				store: runstore.New(rdb, "app", runstore.WithClock(clock.Now)),
+				rdb:   rdb,
+				clock: clock,
+			})
+		})
+	}
+}
+
+func create(t *testing.T, s *runstore.Store, req runstore.CreateRequest) int64 {
+	t.Helper()
+	c, err := s.Create(context.Background(), req)
+	require.NoError(t, err)
+	return c.ID
+}
+
+func TestCreateGetRoundTrip(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{SHA: "9fceb02", Ref: ""})
+		require.Equal(t, int64(1), id)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, id, r.ID)
+		require.Equal(t, "9fceb02", r.SHA)
+		require.Equal(t, run.PhaseQueued, r.Phase)
+		require.Equal(t, run.ResultBuilding, r.Result)
+		require.Equal(t, b.clock.Now(), r.StartedAt)
+		require.True(t, r.FinishedAt.IsZero())
+		require.Empty(t, r.Version)
+		require.Empty(t, r.FailureSummary)
+		require.Empty(t, r.Gates)
+		require.Equal(t, int64(2), create(t, b.store, runstore.CreateRequest{Ref: "main"}), "ids come from INCR")
+	})
+}
+
+func TestUnknownID(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		_, err := b.store.Get(ctx, 42)
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+		_, err = b.store.SetPhase(ctx, 42, run.PhaseFetching, "")
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+		_, err = b.store.Fail(ctx, 42, "x")
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+		_, err = b.store.Latest(ctx)
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+		_, err = b.store.LastPassed(ctx)
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+	})
+}
+
+func TestPhaseAndVersionAdvanceThenPass(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		for _, p := range []run.Phase{run.PhaseFetching, run.PhaseCompiling, run.PhaseStaging, run.PhaseGating} {
+			o, err := b.store.SetPhase(ctx, id, p, fmt.Sprintf("%d:%s", id, p))
+			require.NoError(t, err)
+			require.Equal(t, runstore.Applied, o, p)
+			r, err := b.store.Get(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, p, r.Phase)
+			require.Equal(t, fmt.Sprintf("%d:%s", id, p), r.TaskID)
+		}
+		sha := strings.Repeat("ab", 20)
+		o, err := b.store.SetSHA(ctx, id, sha)
+		require.NoError(t, err)
+		require.Equal(t, runstore.Applied, o)
+		o, err = b.store.SetVersion(ctx, id, "0.10.2")
+		require.NoError(t, err)
+		require.Equal(t, runstore.Applied, o)
+
+		b.clock.Add(90 * time.Second)
+		won, err := b.store.Pass(ctx, id)
+		require.NoError(t, err)
+		require.True(t, won)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, run.ResultPassed, r.Result)
+		require.Equal(t, run.PhaseDone, r.Phase)
+		require.Equal(t, sha, r.SHA)
+		require.Equal(t, "0.10.2", r.Version)
+		require.Equal(t, 90*time.Second, r.Elapsed(b.clock.Now().Add(time.Hour)), "elapsed of a finished run stops at finish")
+		last, err := b.store.LastPassed(ctx)
+		require.NoError(t, err)
+		require.Equal(t, id, last.ID)
+	})
+}
+
+func TestPhaseNeverMovesBack(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		_, err := b.store.SetPhase(ctx, id, run.PhaseGating, "")
+		require.NoError(t, err)
+		o, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "late")
+		require.NoError(t, err)
+		require.Equal(t, runstore.Stale, o)
+		o, err = b.store.SetPhase(ctx, id, run.PhaseGating, "redelivered")
+		require.NoError(t, err)
+		require.Equal(t, runstore.Applied, o, "re-entering the current phase is allowed")
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, run.PhaseGating, r.Phase)
+		require.Equal(t, "redelivered", r.TaskID)
+	})
+}
+
+func TestFirstTerminalWriteWins(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		won, err := b.store.Fail(ctx, id, "main.go:12:2: undefined: x")
+		require.NoError(t, err)
+		require.True(t, won)
+		b.clock.Add(time.Minute)
+		won, err = b.store.Pass(ctx, id)
+		require.NoError(t, err)
+		require.False(t, won)
+		won, err = b.store.Abort(ctx, id, run.SummaryCanceled)
+		require.NoError(t, err)
+		require.False(t, won)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, run.ResultFailed, r.Result)
+		require.Equal(t, "main.go:12:2: undefined: x", r.FailureSummary)
+		require.Equal(t, b.clock.Now().Add(-time.Minute), r.FinishedAt, "a losing write must not move finished_at")
+		_, err = b.store.LastPassed(ctx)
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+	})
+}
+
+func TestWritesAfterTerminalAreNoOps(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		_, err := b.store.Abort(ctx, id, run.SummaryCanceled)
+		require.NoError(t, err)
+		before, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+
+		o, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t")
+		require.NoError(t, err)
+		require.Equal(t, runstore.Finished, o)
+		o, err = b.store.SetVersion(ctx, id, "9.9.9")
+		require.NoError(t, err)
+		require.Equal(t, runstore.Finished, o)
+		o, err = b.store.SetSHA(ctx, id, strings.Repeat("c", 40))
+		require.NoError(t, err)
+		require.Equal(t, runstore.Finished, o)
+		o, err = b.store.SetGate(ctx, id, "host", "1", run.Gate{Kind: "unit", Status: run.GatePassed})
+		require.NoError(t, err)
+		require.Equal(t, runstore.Finished, o)
+
+		after, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, before, after)
+	})
+}
+
+func TestBoundedSummary(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		_, err := b.store.Fail(ctx, id, strings.Repeat("é", 5000))
+		require.NoError(t, err)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, run.MaxSummary, len([]rune(r.FailureSummary)))
+	})
+}
+
+func TestElapsedUnparseableStartIsZero(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		b.clock.Add(312 * time.Second)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, 312*time.Second, r.Elapsed(b.clock.Now()), "building: elapsed runs to now")
+		require.Zero(t, r.Elapsed(b.clock.Now().Add(-time.Hour)), "never negative")
+
+		require.NoError(t, b.rdb.HSet(ctx, b.store.Keys().Run(id), "started_at", "yesterday").Err())
+		r, err = b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Zero(t, r.Elapsed(b.clock.Now()))
+	})
+}
+
+func TestLatestAndList(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		for range 5 {
+			create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
+		}
+		_, err := b.store.Fail(ctx, 5, "boom")
+		require.NoError(t, err)
+		latest, err := b.store.Latest(ctx)
+		require.NoError(t, err)
+		require.Equal(t, int64(5), latest.ID)
+		require.Equal(t, "boom", latest.FailureSummary, "latest is the newest run of any result")
+
+		page, err := b.store.List(ctx, 0, 2)
+		require.NoError(t, err)
+		require.Equal(t, []int64{5, 4}, ids(page))
+		page, err = b.store.List(ctx, 4, 2)
+		require.NoError(t, err)
+		require.Equal(t, []int64{3, 2}, ids(page))
+		page, err = b.store.List(ctx, 2, 10)
+		require.NoError(t, err)
+		require.Equal(t, []int64{1}, ids(page))
+	})
+}
+
+func ids(runs []*run.Run) []int64 {
+	out := make([]int64, len(runs))
+	for i, r := range runs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func TestSupersede(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		first := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		_, err := b.store.SetPhase(ctx, first, run.PhaseCompiling, "1:compile")
+		require.NoError(t, err)
+		second := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
+		done := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
+		_, err = b.store.Pass(ctx, done)
+		require.NoError(t, err)
+
+		c, err := b.store.Create(ctx, runstore.CreateRequest{Ref: "main"})
+		require.NoError(t, err)
+		require.ElementsMatch(t, []runstore.Superseded{{ID: first, TaskID: "1:compile"}, {ID: second}}, c.Superseded)
+		for _, id := range []int64{first, second} {
+			r, err := b.store.Get(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, run.ResultAborted, r.Result)
+			require.Equal(t, run.PhaseDone, r.Phase)
+			require.Equal(t, run.SummarySuperseded, r.FailureSummary)
+		}
+		r, err := b.store.Get(ctx, done)
+		require.NoError(t, err)
+		require.Equal(t, run.ResultPassed, r.Result, "a finished run is never superseded")
+		r, err = b.store.Get(ctx, c.ID)
+		require.NoError(t, err)
+		require.Equal(t, run.ResultBuilding, r.Result)
+	})
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		req := runstore.CreateRequest{Ref: "main", IdempotencyKey: "k1", Fingerprint: "ref=main"}
+		first, err := b.store.Create(ctx, req)
+		require.NoError(t, err)
+		again, err := b.store.Create(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, runstore.Created{ID: first.ID, Replayed: true}, again)
+		r, err := b.store.Get(ctx, first.ID)
+		require.NoError(t, err)
+		require.Equal(t, run.ResultBuilding, r.Result, "a retried trigger supersedes nothing")
+
+		req.Fingerprint = "ref=other"
+		_, err = b.store.Create(ctx, req)
+		require.ErrorIs(t, err, runstore.ErrIdempotencyConflict)
+		ttl, err := b.rdb.TTL(ctx, b.store.Keys().Idempotency("k1")).Result()
+		require.NoError(t, err)
+		require.InDelta(t, 24*time.Hour, ttl, float64(time.Minute))
+	})
+}
+
+func TestGates(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		set := func(kind string, st run.GateStatus) {
+			o, err := b.store.SetGate(ctx, id, "host", "1.0", run.Gate{Kind: kind, Status: st, LogRef: fmt.Sprintf("%d/gate-%s.log", id, kind)})
+			require.NoError(t, err)
+			require.Equal(t, runstore.Applied, o)
+		}
+		set("unit", run.GateRunning)
+		set("unit", run.GatePassed) // latest status per kind: no second row
+		set("smoke", run.GateFailed)
+		set("e2e", run.GateBlocked)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, []run.Gate{
+			{Kind: "e2e", Status: run.GateBlocked, LogRef: "1/gate-e2e.log", RunID: id},
+			{Kind: "smoke", Status: run.GateFailed, LogRef: "1/gate-smoke.log", RunID: id},
+			{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id},
+		}, r.Gates)
+		tier, err := b.store.TierGates(ctx, "host", "1.0")
+		require.NoError(t, err)
+		require.Len(t, tier, 3)
+		require.Equal(t, id, tier[0].RunID)
+	})
+}
+
+// Many goroutines settle the same run with different results at once:
+// exactly one write wins and its result and summary are the ones stored.
+func TestConcurrentSettleExactlyOneWins(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		for round := range 20 {
+			id := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
+			var wins atomic.Int32
+			var winner atomic.Value
+			var wg sync.WaitGroup
+			for i := range 50 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var won bool
+					var err error
+					summary := fmt.Sprintf("writer %d", i)
+					switch i % 3 {
+					case 0:
+						won, err = b.store.Pass(ctx, id)
+						summary = ""
+					case 1:
+						won, err = b.store.Fail(ctx, id, summary)
+					case 2:
+						won, err = b.store.Abort(ctx, id, summary)
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if won {
+						wins.Add(1)
+						winner.Store(summary)
+					}
+				}()
+			}
+			wg.Wait()
+			require.Equal(t, int32(1), wins.Load(), "round %d", round)
+			r, err := b.store.Get(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, winner.Load(), r.FailureSummary)
+			require.True(t, r.Result.Terminal())
+		}
+	})
+}
