@@ -226,3 +226,16 @@ func decodeGate(kind, v string) run.Gate {
 func sortGates(g []run.Gate) {
 	sort.Slice(g, func(i, j int) bool { return g[i].Kind < g[j].Kind })
 }
+
+// Result is the run's result alone: the cheap check a running phase makes
+// to notice it was canceled or superseded.
+func (s *Store) Result(ctx context.Context, id int64) (run.Result, error) {
+	v, err := s.rdb.HGet(ctx, s.keys.Run(id), fResult).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("result of run %d: %w", id, err)
+	}
+	return run.Result(v), nil
+}

@@ -1,0 +1,166 @@
+// Package app assembles Sando's processes from their parts: the API (with,
+// in the embedded default, miniredis and an in-process worker) and the
+// worker. cmd/ parses settings and signals and calls in here.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+
+	"sando/config"
+	"sando/datadir"
+	"sando/httpapi"
+	"sando/pipeline"
+	"sando/redisconn"
+	"sando/runstore"
+	"sando/tasks"
+	"sando/worker"
+)
+
+// EmbeddedNotice is the first log line of the zero-setup default.
+const EmbeddedNotice = "REDIS_URL is not set: running on an embedded in-memory Redis (miniredis) with an in-process worker; " +
+	"nothing persists across restarts. Set REDIS_URL for production."
+
+// parts is what both processes share.
+type parts struct {
+	pipeline *pipeline.Pipeline
+	conn     redisconn.Conn
+	store    *runstore.Store
+	layout   datadir.Layout
+	queue    *asynq.Client
+}
+
+func (p *parts) close() {
+	if p.queue != nil {
+		_ = p.queue.Close()
+	}
+	if p.conn.Client != nil {
+		_ = p.conn.Client.Close()
+	}
+}
+
+func assemble(cfg config.Config, redisURL string) (*parts, error) {
+	pl, err := pipeline.Load(cfg.PipelinePath)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := redisconn.Parse(redisURL)
+	if err != nil {
+		return nil, err
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("SANDO_DATA_DIR=%q: %w", cfg.DataDir, err)
+	}
+	return &parts{
+		pipeline: pl,
+		conn:     conn,
+		store:    runstore.New(conn.Client, pl.Name),
+		layout:   datadir.Layout{Root: dataDir},
+		queue:    asynq.NewClient(conn.Asynq),
+	}, nil
+}
+
+func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker, error) {
+	runner := &tasks.Runner{
+		Store: p.store, Pipeline: p.pipeline, Layout: p.layout, Queue: p.queue,
+		Logger: log, BaseEnv: tasks.BaseEnv(nil),
+	}
+	return worker.Start(worker.Config{
+		Redis: p.conn.Asynq, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
+	}, runner)
+}
+
+// API serves the HTTP API until ctx ends, then drains in-flight requests.
+// ready, when set, is called with the bound address once it listens.
+func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(addr string)) error {
+	redisURL := cfg.RedisURL
+	if cfg.Embedded() {
+		log.Warn(EmbeddedNotice)
+		m := miniredis.NewMiniRedis()
+		m.ClockTTL(true) // asynq's locks, retention and server state must expire
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start embedded redis: %w", err)
+		}
+		defer m.Close()
+		redisURL = "redis://" + m.Addr()
+	}
+	p, err := assemble(cfg, redisURL)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	inspector := asynq.NewInspector(p.conn.Asynq)
+	defer inspector.Close()
+
+	if cfg.Embedded() {
+		w, err := p.startWorker(cfg, log.With("component", "worker"))
+		if err != nil {
+			return err
+		}
+		defer w.Shutdown()
+	}
+
+	api := &httpapi.Server{
+		Store: p.store, Pipeline: p.pipeline, Queue: p.queue, Canceler: inspector,
+		Layout: p.layout, Logger: log, Token: cfg.Token, ReadToken: cfg.ReadToken,
+		Ping: func(ctx context.Context) error { return p.conn.Client.Ping(ctx).Err() },
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	log.Info("api listening", "addr", ln.Addr().String(), "pipeline", p.pipeline.Name, "data_dir", p.layout.Root)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// Worker runs phases until ctx ends, then shuts down gracefully.
+func Worker(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	if cfg.Embedded() {
+		return errors.New("REDIS_URL: required for a separate worker (the embedded default runs its worker inside the API)")
+	}
+	p, err := assemble(cfg, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	w, err := p.startWorker(cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down: finishing or handing back running phases", "timeout", cfg.ShutdownTimeout)
+	w.Shutdown()
+	return nil
+}

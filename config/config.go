@@ -1,0 +1,134 @@
+// Package config reads a Sando process's settings from the environment
+// (12-factor) and flags, fills defaults and validates them. Every setting
+// and its default is listed here, once.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config of cmd/api and cmd/worker. Flags override the environment.
+type Config struct {
+	RedisURL        string        // REDIS_URL; empty: embedded miniredis + in-process worker
+	Addr            string        // SANDO_ADDR (or PORT); API listen address
+	PipelinePath    string        // SANDO_CONFIG
+	DataDir         string        // SANDO_DATA_DIR
+	Concurrency     int           // SANDO_CONCURRENCY
+	Token           string        // SANDO_TOKEN
+	ReadToken       string        // SANDO_READ_TOKEN
+	PollInterval    time.Duration // SANDO_POLL_INTERVAL
+	ShutdownTimeout time.Duration // SANDO_SHUTDOWN_TIMEOUT
+	LogLevel        string        // SANDO_LOG_LEVEL
+}
+
+// Defaults, documented in the README's configuration table.
+func defaults() Config {
+	return Config{
+		Addr:            ":8080",
+		PipelinePath:    "./sando.yaml",
+		DataDir:         "./data",
+		Concurrency:     runtime.NumCPU(),
+		PollInterval:    10 * time.Millisecond,
+		ShutdownTimeout: 10 * time.Second,
+		LogLevel:        "info",
+	}
+}
+
+// Embedded reports whether this process runs everything on miniredis.
+func (c Config) Embedded() bool { return strings.TrimSpace(c.RedisURL) == "" }
+
+// Load reads getenv, then args (flags, without the program name).
+// Errors name the variable or flag, the bad value and what is valid.
+func Load(program string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	c := defaults()
+	var errs []error
+	str := func(dst *string, keys ...string) {
+		for _, k := range keys {
+			if v := getenv(k); v != "" {
+				*dst = v
+				return
+			}
+		}
+	}
+	str(&c.RedisURL, "REDIS_URL")
+	str(&c.Addr, "SANDO_ADDR")
+	if getenv("SANDO_ADDR") == "" && getenv("PORT") != "" {
+		c.Addr = ":" + getenv("PORT")
+	}
+	str(&c.PipelinePath, "SANDO_CONFIG")
+	str(&c.DataDir, "SANDO_DATA_DIR")
+	str(&c.Token, "SANDO_TOKEN")
+	str(&c.ReadToken, "SANDO_READ_TOKEN")
+	str(&c.LogLevel, "SANDO_LOG_LEVEL")
+	if v := getenv("SANDO_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SANDO_CONCURRENCY=%q: want a whole number from 1 to 1024", v))
+		}
+		c.Concurrency = n
+	}
+	for key, dst := range map[string]*time.Duration{
+		"SANDO_POLL_INTERVAL": &c.PollInterval, "SANDO_SHUTDOWN_TIMEOUT": &c.ShutdownTimeout,
+	} {
+		if v := getenv(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 10ms or 30s", key, v))
+			}
+			*dst = d
+		}
+	}
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
+
+	fs := flag.NewFlagSet(program, flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL); empty: embedded in-memory Redis")
+	fs.StringVar(&c.Addr, "addr", c.Addr, "API listen address (SANDO_ADDR, PORT)")
+	fs.StringVar(&c.PipelinePath, "config", c.PipelinePath, "pipeline file (SANDO_CONFIG)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "worktrees, logs, staged artifacts (SANDO_DATA_DIR)")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "phases one worker runs at once (SANDO_CONCURRENCY)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "idle worker's queue poll interval (SANDO_POLL_INTERVAL)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running phases get on SIGTERM (SANDO_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (SANDO_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (settings are flags or environment variables)", fs.Arg(0))
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Concurrency < 1 || c.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("SANDO_CONCURRENCY=%d: want a whole number from 1 to 1024", c.Concurrency))
+	}
+	if c.PollInterval < time.Millisecond || c.PollInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("SANDO_POLL_INTERVAL=%s: want a duration from 1ms to 1m", c.PollInterval))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("SANDO_SHUTDOWN_TIMEOUT=%s: must not be negative", c.ShutdownTimeout))
+	}
+	if c.Addr == "" {
+		errs = append(errs, errors.New("SANDO_ADDR: must not be empty (e.g. :8080)"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("SANDO_DATA_DIR: must not be empty"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("SANDO_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}

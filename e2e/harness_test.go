@@ -1,0 +1,224 @@
+// Package e2e drives whole Sando stacks: a real redis-server on a free
+// port, the API and a worker (in process, through the same app package
+// the commands use, or as built binaries), and a throwaway git repository
+// with a pipeline file.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"sando/app"
+	"sando/config"
+	"sando/internal/redistest"
+)
+
+// project is a throwaway git repository.
+type project struct {
+	dir string
+	t   *testing.T
+}
+
+func newProject(t *testing.T, files map[string]string) *project {
+	t.Helper()
+	p := &project{dir: t.TempDir(), t: t}
+	p.git("init", "-q", "-b", "main")
+	p.commit(files, "initial")
+	return p
+}
+
+func (p *project) git(args ...string) string {
+	p.t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", p.dir, "-c", "user.email=t@example.com", "-c", "user.name=t"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(p.t, err, "git %v: %s", args, out)
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes files and commits them; it returns the new sha.
+func (p *project) commit(files map[string]string, msg string) string {
+	p.t.Helper()
+	for name, body := range files {
+		path := filepath.Join(p.dir, name)
+		require.NoError(p.t, os.MkdirAll(filepath.Dir(path), 0o755))
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".sh") {
+			mode = 0o755
+		}
+		require.NoError(p.t, os.WriteFile(path, []byte(body), mode))
+	}
+	p.git("add", "-A")
+	p.git("commit", "-q", "--allow-empty", "-m", msg)
+	return p.git("rev-parse", "HEAD")
+}
+
+// stack is one running Sando.
+type stack struct {
+	t       *testing.T
+	base    string
+	dataDir string
+	redis   *redistest.Server
+	logs    *bytes.Buffer
+}
+
+type stackOpts struct {
+	pipeline string // YAML; "repo:" is added
+	embedded bool   // no REDIS_URL: miniredis + in-process worker
+	workers  int    // separate in-process workers (default 1 unless embedded)
+	token    string
+}
+
+// startStack runs the API (and workers) until the test ends.
+func startStack(t *testing.T, proj *project, o stackOpts) *stack {
+	t.Helper()
+	s := &stack{t: t, dataDir: filepath.Join(t.TempDir(), "data"), logs: &bytes.Buffer{}}
+	cfgPath := filepath.Join(t.TempDir(), "sando.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("repo: "+proj.dir+"\n"+o.pipeline), 0o644))
+	cfg := config.Config{
+		Addr: "127.0.0.1:0", PipelinePath: cfgPath, DataDir: s.dataDir, Concurrency: 4,
+		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 5 * time.Second, LogLevel: "debug",
+		Token: o.token,
+	}
+	if !o.embedded {
+		s.redis = redistest.Start(t)
+		cfg.RedisURL = s.redis.URL()
+	}
+	log := slog.New(slog.NewTextHandler(&syncWriter{w: s.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	var done []chan error
+	ready := make(chan string, 1)
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- app.API(ctx, cfg, log.With("proc", "api"), func(a string) { ready <- a }) }()
+	done = append(done, apiDone)
+	workers := o.workers
+	if workers == 0 && !o.embedded {
+		workers = 1
+	}
+	for i := range workers {
+		ch := make(chan error, 1)
+		go func() { ch <- app.Worker(ctx, cfg, log.With("proc", fmt.Sprintf("worker-%d", i))) }()
+		done = append(done, ch)
+	}
+	select {
+	case addr := <-ready:
+		s.base = "http://" + addr
+	case err := <-apiDone:
+		t.Fatalf("api did not start: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("api did not start in 10s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		for _, ch := range done {
+			select {
+			case err := <-ch:
+				require.NoError(t, err)
+			case <-time.After(20 * time.Second):
+				t.Error("a process did not stop within 20s of shutdown")
+			}
+		}
+		if t.Failed() {
+			t.Logf("stack logs:\n%s", s.logs)
+		}
+	})
+	return s
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(r.body, &m), "body: %s", r.body)
+	return m
+}
+
+func (s *stack) do(method, path string, body io.Reader, header map[string]string) response {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.base+path, body)
+	require.NoError(s.t, err)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (s *stack) get(path string) response { return s.do("GET", path, nil, nil) }
+
+// rebuild triggers a run and returns its id.
+func (s *stack) rebuild(body string) int {
+	s.t.Helper()
+	r := s.do("POST", "/rebuild", strings.NewReader(body), map[string]string{"Content-Type": "application/json"})
+	require.Equal(s.t, http.StatusAccepted, r.status, "body: %s", r.body)
+	m := r.json(s.t)
+	id := int(m["run_id"].(float64))
+	require.Equal(s.t, fmt.Sprintf("/runs/%d", id), r.header.Get("Location"))
+	return id
+}
+
+// waitRun polls a run until pred holds (or fails the test after d).
+func (s *stack) waitRun(id int, d time.Duration, what string, pred func(map[string]any) bool) map[string]any {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	var last map[string]any
+	for time.Now().Before(deadline) {
+		r := s.get(fmt.Sprintf("/runs/%d", id))
+		require.Equal(s.t, http.StatusOK, r.status, "body: %s", r.body)
+		last = r.json(s.t)
+		if pred(last) {
+			return last
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("run %d: not %s within %s; last view: %v", id, what, d, last)
+	return nil
+}
+
+func (s *stack) waitTerminal(id int) map[string]any {
+	return s.waitRun(id, 60*time.Second, "terminal", func(m map[string]any) bool { return m["result"] != "building" })
+}
+
+func gatesOf(m map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, g := range m["gates"].([]any) {
+		gm := g.(map[string]any)
+		out[gm["kind"].(string)] = gm["status"]
+	}
+	return out
+}

@@ -1,0 +1,159 @@
+// Package gitfetch checks out one commit of a repository into a fresh
+// worktree with the git command line: argv only (never a shell), refs
+// after "--", each git call in its own process group with a deadline.
+package gitfetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"sando/proc"
+)
+
+// Want is what to check out: a sha (7..40 hex), else a ref, already
+// validated by the caller (gitref). With neither, Ref must be the branch.
+type Want struct {
+	SHA, Ref string
+}
+
+// Options for one fetch.
+type Options struct {
+	Repo    string    // URL or local path
+	Dir     string    // worktree to (re)create
+	Log     io.Writer // git's output, for the fetch log
+	Env     []string  // environment for git (PATH, HOME, …)
+	Timeout time.Duration
+}
+
+// NotFoundError is a deterministic failure: the sha or ref does not exist
+// in the repository. Retrying cannot help.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string { return e.What + " not found in the repository" }
+
+var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// Fetch recreates opts.Dir as a checkout of want and returns the full
+// commit id. A full sha or a ref is fetched shallowly; an abbreviated sha
+// needs the branches and tags to resolve against.
+func Fetch(ctx context.Context, opts Options, want Want) (string, error) {
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	if err := os.RemoveAll(opts.Dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return "", err
+	}
+	g := git{opts: opts}
+	if _, err := g.run(ctx, "init", "-q"); err != nil {
+		return "", err
+	}
+	sha := strings.ToLower(want.SHA)
+	checkout := "FETCH_HEAD"
+	switch {
+	case fullSHA.MatchString(sha):
+		if _, err := g.run(ctx, "fetch", "-q", "--depth=1", "--", opts.Repo, sha); err != nil {
+			return "", notFound(err, "commit "+sha)
+		}
+	case sha != "":
+		if _, err := g.run(ctx, "fetch", "-q", "--tags", "--", opts.Repo,
+			"+refs/heads/*:refs/remotes/origin/*"); err != nil {
+			return "", err
+		}
+		out, err := g.run(ctx, "rev-parse", "-q", "--verify", "--end-of-options", sha+"^{commit}")
+		if err != nil {
+			return "", &NotFoundError{What: "commit " + sha}
+		}
+		checkout = strings.TrimSpace(out)
+	default:
+		if _, err := g.run(ctx, "fetch", "-q", "--depth=1", "--", opts.Repo, want.Ref); err != nil {
+			return "", notFound(err, "ref "+want.Ref)
+		}
+	}
+	if _, err := g.run(ctx, "checkout", "-q", "--detach", checkout); err != nil {
+		return "", err
+	}
+	out, err := g.run(ctx, "rev-parse", "HEAD")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(out), nil
+}
+
+// git's words for "no such object or ref": a permanent failure.
+var notFoundWords = []string{
+	"couldn't find remote ref", "not our ref", "unadvertised object",
+	"no such remote ref", "did not match any", "unknown revision", "bad object",
+}
+
+func notFound(err error, what string) error {
+	var ge *gitError
+	if errors.As(err, &ge) {
+		for _, w := range notFoundWords {
+			if strings.Contains(ge.output, w) {
+				return &NotFoundError{What: what}
+			}
+		}
+	}
+	return err
+}
+
+type git struct{ opts Options }
+
+type gitError struct {
+	args   []string
+	result string
+	output string
+}
+
+func (e *gitError) Error() string {
+	msg := lastLine(e.output)
+	if msg == "" {
+		msg = e.result
+	}
+	return fmt.Sprintf("git %s: %s", e.args[0], msg)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// run returns git's stdout; its stderr also goes to the fetch log.
+func (g git) run(ctx context.Context, args ...string) (string, error) {
+	var out bytes.Buffer
+	w := io.Writer(&out)
+	if g.opts.Log != nil {
+		w = io.MultiWriter(&out, g.opts.Log)
+	}
+	env := append(append([]string(nil), g.opts.Env...),
+		"GIT_TERMINAL_PROMPT=0", // never wait for a password on a terminal
+		"GIT_ASKPASS=true",
+		"GIT_CONFIG_NOSYSTEM=1",
+	)
+	res, err := proc.Run(ctx, proc.Spec{
+		Args: append([]string{"git", "-C", g.opts.Dir}, args...),
+		Env:  env, Output: w,
+	})
+	if err != nil {
+		return "", err
+	}
+	if !res.OK() {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("git %s: %w", args[0], ctx.Err())
+		}
+		return "", &gitError{args: args, result: res.Describe(0), output: out.String()}
+	}
+	return out.String(), nil
+}

@@ -1,0 +1,122 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"sando/datadir"
+	"sando/run"
+)
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// logs serves one step's log. Range requests work (http.ServeContent);
+// ?follow=1 streams new bytes until the step ends.
+func (s *Server) logs(c *gin.Context) {
+	ref := strings.TrimPrefix(c.Param("ref"), "/")
+	path, err := s.Layout.Resolve(ref)
+	if err != nil {
+		s.abort(c, notFound("no log "+strconv.Quote(ref)))
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		s.abort(c, notFound("no log "+strconv.Quote(ref)))
+		return
+	}
+	defer f.Close()
+	c.Header("Content-Type", "text/plain; charset=utf-8")
+	c.Header("X-Content-Type-Options", "nosniff")
+	if follow := c.Query("follow"); follow == "1" || follow == "true" {
+		s.follow(c, ref, f)
+		return
+	}
+	st, err := f.Stat()
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	http.ServeContent(c.Writer, c.Request, "", st.ModTime(), f)
+}
+
+// maxFollow bounds one streaming request; a client reconnects with Range.
+const maxFollow = time.Hour
+
+func (s *Server) follow(c *gin.Context, ref string, f *os.File) {
+	id, step, ok := parseRef(ref)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), maxFollow)
+	defer cancel()
+	c.Status(http.StatusOK)
+	buf := make([]byte, 32<<10)
+	lastCheck := time.Time{}
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if _, werr := c.Writer.Write(buf[:n]); werr != nil {
+				return
+			}
+			c.Writer.Flush()
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return
+		}
+		// At the end of what is written: stop once the step is over (one
+		// more read above catches its last bytes), else wait for more.
+		if !ok {
+			return
+		}
+		if time.Since(lastCheck) > 500*time.Millisecond {
+			lastCheck = time.Now()
+			r, gerr := s.Store.Get(ctx, id)
+			if gerr != nil || stepEnded(r, step) {
+				n, _ := io.Copy(c.Writer, f)
+				if n > 0 {
+					c.Writer.Flush()
+				}
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// parseRef splits "17/gate-unit.log" into run 17 and step "gate-unit".
+func parseRef(ref string) (int64, string, bool) {
+	dir, file, ok := strings.Cut(ref, "/")
+	if !ok {
+		return 0, "", false
+	}
+	id, err := strconv.ParseInt(dir, 10, 64)
+	step, isLog := strings.CutSuffix(file, ".log")
+	return id, step, err == nil && isLog && datadir.LogRef(id, step) == ref
+}
+
+// stepEnded reports whether a run has moved past the step that writes a log.
+func stepEnded(r *run.Run, step string) bool {
+	if r.Result.Terminal() {
+		return true
+	}
+	if kind, ok := strings.CutPrefix(step, "gate-"); ok {
+		for _, g := range r.Gates {
+			if g.Kind == kind {
+				return g.Status != run.GateRunning
+			}
+		}
+		return false
+	}
+	phase := map[string]run.Phase{"fetch": run.PhaseFetching, "compile": run.PhaseCompiling, "stage": run.PhaseStaging}[step]
+	return phase == "" || r.Phase.Rank() > phase.Rank()
+}

@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"sando/gitref"
+	"sando/run"
+	"sando/runstore"
+	"sando/tasks"
+)
+
+// rebuildRequest is the body of POST /rebuild; both fields are optional.
+type rebuildRequest struct {
+	SHA string `json:"sha"`
+	Ref string `json:"ref"`
+}
+
+func decodeRebuild(body []byte) (rebuildRequest, error) {
+	var req rebuildRequest
+	if len(bytes.TrimSpace(body)) == 0 {
+		return req, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, badRequest("body is not a JSON object {\"sha\", \"ref\"}: " + err.Error())
+	}
+	if dec.More() {
+		return req, badRequest("body has data after the JSON object")
+	}
+	if req.SHA != "" {
+		if err := gitref.CheckSHA(req.SHA); err != nil {
+			return req, badRequest("sha: " + err.Error())
+		}
+		req.SHA = strings.ToLower(req.SHA)
+	}
+	if req.Ref != "" {
+		if err := gitref.CheckRef(req.Ref); err != nil {
+			return req, badRequest("ref: " + err.Error())
+		}
+	}
+	return req, nil
+}
+
+// maxIdemKey bounds the Idempotency-Key header (it becomes a Redis key).
+const maxIdemKey = 255
+
+func idempotencyKey(c *gin.Context) (string, error) {
+	k := c.GetHeader("Idempotency-Key")
+	if len(k) > maxIdemKey {
+		return "", badRequest("Idempotency-Key: longer than 255 characters")
+	}
+	for _, r := range k {
+		if r < 0x21 || r > 0x7e {
+			return "", badRequest("Idempotency-Key: only visible ASCII characters are allowed")
+		}
+	}
+	return k, nil
+}
+
+func (s *Server) rebuild(c *gin.Context) {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	req, err := decodeRebuild(body)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	key, err := idempotencyKey(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	created, err := s.Store.Create(c, runstore.CreateRequest{
+		SHA: req.SHA, Ref: req.Ref,
+		IdempotencyKey: key, Fingerprint: "sha=" + req.SHA + "\x00ref=" + req.Ref,
+	})
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	superseded := make([]int64, 0, len(created.Superseded))
+	for _, old := range created.Superseded {
+		superseded = append(superseded, old.ID)
+		s.stopTask(old.ID, old.TaskID)
+	}
+	if !created.Replayed {
+		if err := tasks.EnqueueFirst(c, s.Queue, s.Pipeline, created.ID); err != nil {
+			// Never leave a run building with no task to move it.
+			_, _ = s.Store.Fail(c, created.ID, "could not enqueue the fetch: "+err.Error())
+			s.abort(c, fmt.Errorf("%w: %v", errUnavailable, err))
+			return
+		}
+	} else {
+		c.Header("Idempotent-Replayed", "true")
+	}
+	url := "/runs/" + strconv.FormatInt(created.ID, 10)
+	c.Header("Location", url)
+	c.JSON(http.StatusAccepted, gin.H{"run_id": created.ID, "url": url, "superseded": superseded})
+}
+
+// stopTask cancels a settled run's running phase so its processes die.
+// Best effort: the phase also notices the settle on its own (tasks.Runner
+// watches its run), and a redelivered phase of a finished run does nothing.
+func (s *Server) stopTask(id int64, taskID string) {
+	if taskID == "" || s.Canceler == nil {
+		return
+	}
+	if err := s.Canceler.CancelProcessing(taskID); err != nil {
+		s.Logger.Warn("cancel of running phase failed", "run_id", id, "task_id", taskID, "err", err)
+	}
+}
+
+func parseID(c *gin.Context) (int64, error) {
+	raw := c.Param("id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, badRequest(fmt.Sprintf("run id %q is not a positive integer", raw))
+	}
+	return id, nil
+}
+
+func (s *Server) getRun(c *gin.Context) {
+	id, err := parseID(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	r, err := s.Store.Get(c, id)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	s.writeView(c, http.StatusOK, r)
+}
+
+// writeView renders a run with a strong ETag over its bytes.
+func (s *Server) writeView(c *gin.Context, status int, r *run.Run) {
+	body, err := json.Marshal(viewOf(r))
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	c.Header("ETag", etag)
+	if status == http.StatusOK && etagMatches(c.GetHeader("If-None-Match"), etag) {
+		c.Status(http.StatusNotModified)
+		return
+	}
+	c.Data(status, "application/json", body)
+}
+
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == etag || t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) listRuns(c *gin.Context) {
+	limit, err := intParam(c, "limit", 20, 1, 100)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	before, err := intParam(c, "before", 0, 1, 1<<62)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	runs, err := s.Store.List(c, int64(before), limit)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out := make([]runSummary, len(runs))
+	for i, r := range runs {
+		out[i] = summaryOf(r)
+	}
+	var next *string
+	if len(runs) == limit && runs[len(runs)-1].ID > 1 {
+		n := fmt.Sprintf("/runs?before=%d&limit=%d", runs[len(runs)-1].ID, limit)
+		next = &n
+	}
+	c.JSON(http.StatusOK, gin.H{"runs": out, "next": next})
+}
+
+func intParam(c *gin.Context, name string, def, lo, hi int) (int, error) {
+	raw, ok := c.GetQuery(name)
+	if !ok {
+		return def, nil
+	}
+	v, err := strconv.Atoi(raw)
+	if err != nil || v < lo || v > hi {
+		return 0, badRequest(fmt.Sprintf("%s=%q: want an integer from %d to %d", name, raw, lo, hi))
+	}
+	return v, nil
+}
+
+func (s *Server) cancel(c *gin.Context) {
+	id, err := parseID(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	// Mark the run first, then cancel: asynq always retries a canceled
+	// task, and the retry must find the run finished.
+	won, err := s.Store.Abort(c, id, run.SummaryCanceled)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	r, err := s.Store.Get(c, id)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	if !won {
+		s.abort(c, conflict(fmt.Sprintf("run %d is already %s", id, r.Result)))
+		return
+	}
+	s.stopTask(id, r.TaskID)
+	s.writeView(c, http.StatusOK, r)
+}
+
+func (s *Server) state(c *gin.Context) {
+	var out stateView
+	last, err := s.Store.LastPassed(c)
+	switch {
+	case err == nil:
+		gates, err := s.Store.TierGates(c, s.Pipeline.Tier, last.Version)
+		if err != nil {
+			s.abort(c, err)
+			return
+		}
+		out.Deployed = &deployedView{
+			RunID: last.ID, SHA: last.SHA, Version: last.Version,
+			FinishedAt: timeStr(last.FinishedAt), Gates: gateViews(gates),
+		}
+	case !errors.Is(err, runstore.ErrNotFound):
+		s.abort(c, err)
+		return
+	}
+	latest, err := s.Store.Latest(c)
+	switch {
+	case err == nil:
+		b := buildView{
+			RunID: latest.ID, SHA: nullable(latest.SHA), Version: nullable(latest.Version),
+			Phase: latest.Phase, Result: latest.Result, FailureSummary: summaryPtr(latest),
+			ElapsedS: int64(latest.Elapsed(s.Now()) / time.Second),
+		}
+		out.Build = &b
+	case !errors.Is(err, runstore.ErrNotFound):
+		s.abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
+}

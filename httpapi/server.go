@@ -1,0 +1,132 @@
+// Package httpapi is Sando's HTTP API on Gin. It enqueues and reads; it
+// never builds. The contract is ../SPEC.md and the README; errors are
+// problem+json, mapped in one place (problem.go).
+package httpapi
+
+import (
+	"cmp"
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"sando/datadir"
+	"sando/pipeline"
+	"sando/runstore"
+	"sando/tasks"
+)
+
+// Canceler stops a running asynq task (an *asynq.Inspector).
+type Canceler interface {
+	CancelProcessing(id string) error
+}
+
+// Server holds what the handlers need. Nothing is fished out of the Gin
+// context.
+type Server struct {
+	Store    *runstore.Store
+	Pipeline *pipeline.Pipeline
+	Queue    tasks.Enqueuer
+	Canceler Canceler
+	Layout   datadir.Layout
+	// Ping checks Redis for /readyz.
+	Ping   func(context.Context) error
+	Logger *slog.Logger
+	// Token guards mutating routes; ReadToken, when set, guards reads too.
+	Token, ReadToken string
+	// Extra mounts more routes (Asynqmon, metrics) on the engine.
+	Extra func(*gin.Engine)
+	Now   func() time.Time
+}
+
+// maxBody is the largest request body accepted (413 past it).
+const maxBody = 64 << 10
+
+// Handler builds the Gin engine with every route of the API.
+func (s *Server) Handler() http.Handler {
+	s.Logger = cmp.Or(s.Logger, slog.Default())
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true // handlers' c.Done() follows the request
+	r.Use(s.recoverer(), s.limitBody)
+
+	write := r.Group("/", s.auth(s.Token))
+	read := r.Group("/", s.auth(s.ReadToken))
+	write.POST("/rebuild", s.rebuild)
+	write.POST("/runs/:id/cancel", s.cancel)
+	read.GET("/runs/:id", s.getRun)
+	read.GET("/runs", s.listRuns)
+	read.GET("/state", s.state)
+	read.GET("/logs/*ref", s.logs)
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.readyz)
+	if s.Extra != nil {
+		s.Extra(r)
+	}
+	r.NoRoute(func(c *gin.Context) { writeProblem(c, http.StatusNotFound, "no such route: "+c.Request.URL.Path) })
+	r.NoMethod(func(c *gin.Context) {
+		writeProblem(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+	return r
+}
+
+// Auth is the bearer-token check, exported so other mounts (Asynqmon)
+// share it. An empty token lets everything through.
+func (s *Server) auth(token string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if token == "" || TokenMatches(c.Request, token) {
+			c.Next()
+			return
+		}
+		c.Header("WWW-Authenticate", `Bearer realm="sando"`)
+		writeProblem(c, http.StatusUnauthorized, "missing or wrong bearer token")
+	}
+}
+
+// TokenMatches compares a request's bearer token (or HTTP Basic password,
+// which a browser can send) with token in constant time.
+func TokenMatches(r *http.Request, token string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		_, got, ok = r.BasicAuth()
+	}
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+// limitBody makes every body reader fail past maxBody (413 via statusOf)
+// and refuses a declared oversize body before reading it.
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > maxBody {
+		writeProblem(c, http.StatusRequestEntityTooLarge, "request body is over 64 KiB")
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
+	c.Next()
+}
+
+// recoverer answers a panic with a 500 problem instead of Gin's bare 500
+// and keeps the process up.
+func (s *Server) recoverer() gin.HandlerFunc {
+	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
+		s.Logger.Error("panic in handler", "route", c.FullPath(), "panic", err)
+		writeProblem(c, http.StatusInternalServerError, "internal error")
+	})
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c, time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err != nil {
+		s.abort(c, errUnavailable)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}

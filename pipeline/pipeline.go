@@ -1,0 +1,130 @@
+// Package pipeline loads and validates sando.yaml, the file describing how a
+// project is fetched, built, staged and gated.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// DefaultPath is used when SANDO_CONFIG is unset.
+const DefaultPath = "sando.yaml"
+
+// maxFileSize keeps a stray huge file (or alias bomb source) from being
+// slurped; real pipeline files are a few hundred bytes.
+const maxFileSize = 1 << 20
+
+// Gate is one check run after staging; gates run in file order.
+type Gate struct {
+	Kind    string
+	Run     string
+	Timeout time.Duration
+}
+
+// Timeouts bound the fixed phases.
+type Timeouts struct {
+	Fetch, Compile, Stage time.Duration
+}
+
+// Pipeline is a validated pipeline file with defaults filled in.
+type Pipeline struct {
+	Name, Repo, Branch, VersionFile, Build, Stage, Tier string
+	Gates                                               []Gate
+	Timeouts                                            Timeouts
+	Env                                                 map[string]string
+}
+
+// Gate returns the gate at index i and whether it exists.
+func (p *Pipeline) Gate(i int) (Gate, bool) {
+	if i < 0 || i >= len(p.Gates) {
+		return Gate{}, false
+	}
+	return p.Gates[i], true
+}
+
+// Error is returned for every problem with a pipeline file, so callers can
+// point users at the exact field.
+type Error struct {
+	File    string
+	Field   string // YAML path such as "gates[1].timeout"; "" when not tied to one field
+	Line    int    // 1-based; 0 when the decoder did not report a position
+	Problem string
+	Err     error // underlying decoder or I/O error, if any
+}
+
+func (e *Error) Error() string {
+	s := e.File + ": "
+	if e.Field != "" {
+		s += e.Field + ": "
+	}
+	s += e.Problem
+	if e.Line > 0 {
+		s += fmt.Sprintf(" (line %d)", e.Line)
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ConfigPath returns the pipeline file path from SANDO_CONFIG, or DefaultPath.
+func ConfigPath() string {
+	if p := os.Getenv("SANDO_CONFIG"); p != "" {
+		return p
+	}
+	return DefaultPath
+}
+
+// Load reads and validates the pipeline file at path. Relative local repo
+// paths are resolved against the file's directory, not the working directory,
+// so the file means the same thing wherever sando is started from.
+func Load(path string) (*Pipeline, error) {
+	data, err := readCapped(path)
+	if err != nil {
+		e := &Error{File: path, Problem: err.Error(), Err: err}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			e.Problem = pe.Err.Error() // the path is already in File
+		}
+		return nil, e
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &Error{File: path, Problem: err.Error(), Err: err}
+	}
+	return Parse(path, data, filepath.Dir(abs))
+}
+
+func readCapped(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFileSize {
+		return nil, errors.New("larger than 1 MiB")
+	}
+	return data, nil
+}
+
+// Parse validates YAML bytes. name is only used in error messages; baseDir
+// anchors relative local repo paths (left relative when baseDir is "").
+func Parse(name string, data []byte, baseDir string) (*Pipeline, error) {
+	raw, err := decode(name, data)
+	if err != nil {
+		return nil, err
+	}
+	p, field, problem := raw.validate(baseDir)
+	if problem != "" {
+		return nil, &Error{File: name, Field: field, Problem: problem}
+	}
+	return p, nil
+}

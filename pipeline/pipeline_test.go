@@ -1,0 +1,204 @@
+package pipeline
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var defaultTimeouts = Timeouts{Fetch: 2 * time.Minute, Compile: 30 * time.Minute, Stage: 5 * time.Minute}
+
+func TestParseGood(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string
+		want Pipeline
+	}{
+		{
+			name: "minimal gets defaults",
+			yaml: "repo: https://example.com/app.git\nbuild: make\n",
+			want: Pipeline{Name: "default", Repo: "https://example.com/app.git", Branch: "main",
+				Build: "make", Tier: "host", Timeouts: defaultTimeouts},
+		},
+		{
+			name: "full",
+			yaml: `name: app
+repo: https://example.com/app.git
+branch: release/1.2
+version_file: Cargo.toml
+build: cargo build --release
+stage: cp target/release/app "$SANDO_STAGE_DIR/"
+gates:
+  - kind: unit
+    run: cargo test
+    timeout: 90s
+  - kind: smoke
+    run: ./scripts/smoke.sh
+tier: vm_1
+timeouts: {fetch: 1m, compile: 1h}
+env:
+  CARGO_TERM_COLOR: never
+  _X1: "1"
+`,
+			want: Pipeline{Name: "app", Repo: "https://example.com/app.git", Branch: "release/1.2",
+				VersionFile: "Cargo.toml", Build: "cargo build --release",
+				Stage: `cp target/release/app "$SANDO_STAGE_DIR/"`, Tier: "vm_1",
+				Gates: []Gate{
+					{Kind: "unit", Run: "cargo test", Timeout: 90 * time.Second},
+					{Kind: "smoke", Run: "./scripts/smoke.sh", Timeout: 10 * time.Minute},
+				},
+				Timeouts: Timeouts{Fetch: time.Minute, Compile: time.Hour, Stage: 5 * time.Minute},
+				Env:      map[string]string{"CARGO_TERM_COLOR": "never", "_X1": "1"}},
+		},
+		{
+			name: "scp-like repo kept",
+			yaml: "repo: git@github.com:org/app.git\nbuild: make\n",
+			want: Pipeline{Name: "default", Repo: "git@github.com:org/app.git", Branch: "main",
+				Build: "make", Tier: "host", Timeouts: defaultTimeouts},
+		},
+		{
+			name: "relative local repo resolved against base dir",
+			yaml: "repo: ../src/app\nbuild: make\ngates: []\nenv: {}\n",
+			want: Pipeline{Name: "default", Repo: "/etc/src/app", Branch: "main",
+				Build: "make", Tier: "host", Timeouts: defaultTimeouts},
+		},
+		{
+			name: "leading comment and document marker",
+			yaml: "# header\n---\nrepo: /srv/app\nbuild: make\n---\n",
+			want: Pipeline{Name: "default", Repo: "/srv/app", Branch: "main",
+				Build: "make", Tier: "host", Timeouts: defaultTimeouts},
+		},
+		{
+			name: "absolute local repo cleaned",
+			yaml: "repo: /srv//app/\nbuild: make\n",
+			want: Pipeline{Name: "default", Repo: "/srv/app", Branch: "main",
+				Build: "make", Tier: "host", Timeouts: defaultTimeouts},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := Parse("sando.yaml", []byte(tt.yaml), "/etc/sando")
+			require.NoError(t, err)
+			require.Equal(t, tt.want, *p)
+		})
+	}
+}
+
+func TestParseBad(t *testing.T) {
+	t.Parallel()
+	const head = "repo: https://example.com/app.git\nbuild: make\n"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"missing build", "repo: x\n", "sando.yaml: build: required"},
+		{"blank build", "repo: x\nbuild: '  '\n", "sando.yaml: build: required"},
+		{"missing repo", "build: make\n", "sando.yaml: repo: required"},
+		{"empty file", "", "sando.yaml: repo: required"},
+		{"bad duration", head + "gates:\n  - {kind: a, run: x}\n  - kind: b\n    run: y\n    timeout: ten minutes\n",
+			`sando.yaml: gates[1].timeout: "ten minutes" is not a duration (e.g. 10m, 90s)`},
+		{"integer duration", head + "timeouts:\n  compile: 30\n",
+			"sando.yaml: timeouts.compile: 30 has no unit; add one (e.g. 10m, 90s)"},
+		{"quoted integer duration", head + "gates:\n  - {kind: a, run: x, timeout: '5'}\n",
+			`sando.yaml: gates[0].timeout: "5" has no unit; add one (e.g. 10m, 90s)`},
+		{"zero duration", head + "timeouts: {stage: 0s}\n", `sando.yaml: timeouts.stage: "0s" must be greater than 0`},
+		{"unknown key", "repo: x\nname: a\nbulid: make\n", `sando.yaml: unknown field "bulid" (line 3)`},
+		{"unknown gate key", head + "gates:\n  - kind: a\n    rnu: x\n", `sando.yaml: gates[0]: unknown field "rnu" (line 5)`},
+		{"duplicate gate kind", head + "gates:\n  - {kind: unit, run: a}\n  - {kind: smoke, run: b}\n  - {kind: unit, run: c}\n",
+			`sando.yaml: gates[2].kind: duplicate kind "unit" (also gates[0])`},
+		{"bad kind chars", head + "gates:\n  - {kind: Unit Tests, run: a}\n",
+			`sando.yaml: gates[0].kind: "Unit Tests" must match [a-z0-9][a-z0-9_-]{0,31}`},
+		{"missing kind", head + "gates:\n  - {run: a}\n", "sando.yaml: gates[0].kind: required"},
+		{"missing run", head + "gates:\n  - {kind: a}\n", "sando.yaml: gates[0].run: required"},
+		{"bad branch ref", head + "branch: a..b\n", `sando.yaml: branch: ref "a..b": contains ".."`},
+		{"branch option", head + "branch: --upload-pack=x\n", `sando.yaml: branch: ref "--upload-pack=x": starts with "-"`},
+		{"env SANDO_ key", head + "env:\n  SANDO_STAGE_DIR: /tmp\n",
+			"sando.yaml: env.SANDO_STAGE_DIR: names starting with SANDO_ are reserved"},
+		{"env bad key", head + "env:\n  A-B: x\n", `sando.yaml: env["A-B"]: name must match [A-Za-z_][A-Za-z0-9_]*`},
+		{"empty gates entry", head + "gates:\n  - {kind: a, run: x}\n  -\n", "sando.yaml: gates[1]: empty entry"},
+		{"repo starting with dash", "repo: --upload-pack=evil\nbuild: make\n",
+			`sando.yaml: repo: "--upload-pack=evil" must not start with "-"`},
+		{"repo with newline", "repo: \"a\\nb\"\nbuild: make\n", `sando.yaml: repo: "a\nb" contains a control character`},
+		{"repo with NUL", "repo: \"a\\0b\"\nbuild: make\n", `sando.yaml: repo: "a\x00b" contains a control character`},
+		{"bad name", "name: My App\n" + head, `sando.yaml: name: "My App" must match [a-z0-9][a-z0-9_.-]{0,62}`},
+		{"bad tier", head + "tier: .vm\n", `sando.yaml: tier: ".vm" must match [a-z0-9][a-z0-9_-]{0,31}`},
+		{"version_file escapes", head + "version_file: ../VERSION\n",
+			`sando.yaml: version_file: "../VERSION" must be a relative path inside the repository`},
+		{"wrong type", head + "stage: [a, b]\n", "sando.yaml: stage: sequence was used where string is expected (line 3)"},
+		{"gates not a list", head + "gates: {kind: a}\n", "sando.yaml: gates: mapping was used where sequence is expected (line 3)"},
+		{"duplicate key", head + "build: again\n", `sando.yaml: mapping key "build" already defined at [2:1] (line 3)`},
+		{"two documents", head + "---\n" + head, "sando.yaml: contains more than one YAML document (line 3)"},
+		{"first problem in field order wins", "repo: -x\n", `sando.yaml: repo: "-x" must not start with "-"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("sando.yaml", []byte(tt.yaml), "/etc/sando")
+			require.EqualError(t, err, tt.want)
+			var pe *Error
+			require.ErrorAs(t, err, &pe)
+			require.Equal(t, "sando.yaml", pe.File)
+		})
+	}
+}
+
+func TestErrorFields(t *testing.T) {
+	t.Parallel()
+	_, err := Parse("p.yaml", []byte("repo: x\nbuild: b\ntimeouts: {fetch: 5}\n"), "")
+	var pe *Error
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, Error{File: "p.yaml", Field: "timeouts.fetch",
+		Problem: "5 has no unit; add one (e.g. 10m, 90s)"}, *pe)
+
+	_, err = Parse("p.yaml", []byte("repo: x\nbuild: [b]\n"), "")
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "build", pe.Field)
+	require.Equal(t, 2, pe.Line)
+	require.Error(t, errors.Unwrap(pe), "decoder error stays reachable")
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sando.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("repo: ./app\nbuild: make\n"), 0o600))
+
+	p, err := Load(path)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "app"), p.Repo)
+
+	missing := filepath.Join(dir, "nope.yaml")
+	_, err = Load(missing)
+	require.EqualError(t, err, missing+": no such file or directory")
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	big := filepath.Join(dir, "big.yaml")
+	require.NoError(t, os.WriteFile(big, make([]byte, maxFileSize+1), 0o600))
+	_, err = Load(big)
+	require.EqualError(t, err, big+": larger than 1 MiB")
+}
+
+func TestGate(t *testing.T) {
+	t.Parallel()
+	p := &Pipeline{Gates: []Gate{{Kind: "unit"}, {Kind: "smoke"}}}
+	g, ok := p.Gate(1)
+	require.True(t, ok)
+	require.Equal(t, "smoke", g.Kind)
+	for _, i := range []int{-1, 2} {
+		_, ok = p.Gate(i)
+		require.False(t, ok)
+	}
+}
+
+// Not parallel: t.Setenv forbids it.
+func TestConfigPath(t *testing.T) {
+	t.Setenv("SANDO_CONFIG", "")
+	require.Equal(t, "sando.yaml", ConfigPath())
+	t.Setenv("SANDO_CONFIG", "/etc/sando/x.yaml")
+	require.Equal(t, "/etc/sando/x.yaml", ConfigPath())
+}

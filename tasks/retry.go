@@ -1,0 +1,50 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// RetryDelay replaces asynq's default (n⁴ + 15 s + jitter, minutes after a
+// few tries): a task of a lost worker comes back at once, and other
+// infrastructure failures back off from 1 s to about a minute.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if errors.Is(err, asynq.ErrLeaseExpired) || errors.Is(err, context.Canceled) {
+		// A lost worker, or a cancel (asynq always retries those): the
+		// redelivery either reruns the phase or sees the run finished.
+		return time.Second
+	}
+	d := time.Second << min(n, 6)
+	return d + rand.N(d/2+1)
+}
+
+// HandleError is the asynq error handler: when the last retry of a phase
+// fails, the run is failed with a summary naming the phase and the error,
+// so it never stays building for want of a worker that can run it.
+func (r *Runner) HandleError(ctx context.Context, t *asynq.Task, err error) {
+	if errors.Is(err, asynq.SkipRetry) {
+		return // the run was settled by the phase itself (or never existed)
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	if retried < maxRetry {
+		return
+	}
+	p, s, derr := r.decode(t)
+	if derr != nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	summary := fmt.Sprintf("%s: %v (gave up after %d attempts)", s.phase, err, retried+1)
+	won, ferr := r.Store.Fail(wctx, p.RunID, summary)
+	r.Logger.Error("phase gave up", "run_id", p.RunID, "phase", s.phase, "err", err, "failed_run", won, "store_err", ferr)
+	if won {
+		r.cleanup(p.RunID)
+	}
+}
