@@ -6,11 +6,15 @@ package app
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -19,6 +23,7 @@ import (
 	"sando/config"
 	"sando/datadir"
 	"sando/httpapi"
+	"sando/logging"
 	"sando/pipeline"
 	"sando/redisconn"
 	"sando/runstore"
@@ -48,18 +53,25 @@ func (p *parts) close() {
 	}
 }
 
+// ConfigError is a problem with the operator's settings or pipeline file:
+// the command prints it as is and exits 2.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 func assemble(cfg config.Config, redisURL string) (*parts, error) {
 	pl, err := pipeline.Load(cfg.PipelinePath)
 	if err != nil {
-		return nil, err
+		return nil, &ConfigError{err}
 	}
 	conn, err := redisconn.Parse(redisURL)
 	if err != nil {
-		return nil, err
+		return nil, &ConfigError{err}
 	}
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("SANDO_DATA_DIR=%q: %w", cfg.DataDir, err)
+		return nil, &ConfigError{fmt.Errorf("SANDO_DATA_DIR=%q: %w", cfg.DataDir, err)}
 	}
 	return &parts{
 		pipeline: pl,
@@ -118,7 +130,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)
+		return &ConfigError{fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)}
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -148,7 +160,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 // Worker runs phases until ctx ends, then shuts down gracefully.
 func Worker(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.Embedded() {
-		return errors.New("REDIS_URL: required for a separate worker (the embedded default runs its worker inside the API)")
+		return &ConfigError{errors.New("REDIS_URL: required for a separate worker (the embedded default runs its worker inside the API)")}
 	}
 	p, err := assemble(cfg, cfg.RedisURL)
 	if err != nil {
@@ -163,4 +175,34 @@ func Worker(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log.Info("shutting down: finishing or handing back running phases", "timeout", cfg.ShutdownTimeout)
 	w.Shutdown()
 	return nil
+}
+
+// Main is the whole of a command's main: settings from the environment and
+// flags, a logger, a context that ends on SIGINT or SIGTERM, then run.
+// Settings problems print one plain line and exit 2; a failure while
+// running exits 1.
+func Main(program string, run func(context.Context, config.Config, *slog.Logger) error) {
+	cfg, err := config.Load(program, os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: config: %v\n", program, err)
+		os.Exit(2)
+	}
+	log := logging.New(cfg.LogLevel, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = run(ctx, cfg, log)
+	var ce *ConfigError
+	switch {
+	case errors.As(err, &ce):
+		fmt.Fprintf(os.Stderr, "%s: config: %v\n", program, ce.Err)
+		stop()
+		os.Exit(2)
+	case err != nil:
+		log.Error(program+" stopped", "err", err)
+		stop()
+		os.Exit(1)
+	}
 }

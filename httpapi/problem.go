@@ -75,4 +75,3 @@ func writeProblem(c *gin.Context, status int, detail string) {
 		Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail,
 	})
 }
-

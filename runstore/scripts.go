@@ -336,7 +336,6 @@ func (s *Store) Abort(ctx context.Context, id int64, summary string) (bool, erro
 	return s.settle(ctx, id, run.ResultAborted, summary)
 }
 
-
 // SetFetched records what the fetch phase learned: the full commit id and
 // the version read from the worktree, in one guarded write.
 func (s *Store) SetFetched(ctx context.Context, id int64, sha, version string) (Outcome, error) {

@@ -168,18 +168,18 @@ func (s *Store) TierGates(ctx context.Context, tier, version string) ([]run.Gate
 
 // Hash field names of a run.
 const (
-	fSHA        = "sha"
-	fRef        = "ref"
-	fVersion    = "version"
-	fPhase      = "phase"
-	fResult     = "result"
-	fStarted    = "started_at"
-	fFinished   = "finished_at"
-	fSummary    = "failure_summary"
-	fTask       = "task_id"
-	fRev        = "rev"
-	gatePrefix  = "gate:"
-	gateValSep  = "\t"
+	fSHA       = "sha"
+	fRef       = "ref"
+	fVersion   = "version"
+	fPhase     = "phase"
+	fResult    = "result"
+	fStarted   = "started_at"
+	fFinished  = "finished_at"
+	fSummary   = "failure_summary"
+	fTask      = "task_id"
+	fRev       = "rev"
+	gatePrefix = "gate:"
+	gateValSep = "\t"
 )
 
 func decodeRun(id int64, m map[string]string) *run.Run {

@@ -86,7 +86,10 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 		r.Logger.Error("poison task", "type", t.Type(), "err", err)
 		return err
 	}
-	log := r.Logger.With("run_id", p.RunID, "phase", s.phase, "step", s.name())
+	log := r.Logger.With("run_id", p.RunID, "phase", s.phase)
+	if g, ok := r.Pipeline.Gate(s.gate); ok && s.typ == TypeGate {
+		log = log.With("gate", g.Kind)
+	}
 	cur, err := r.Store.Get(ctx, p.RunID)
 	if errors.Is(err, runstore.ErrNotFound) {
 		log.Warn("task for unknown run dropped")

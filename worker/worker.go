@@ -53,7 +53,7 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 		RetryDelayFunc:           tasks.RetryDelay,
 		ErrorHandler:             asynq.ErrorHandlerFunc(runner.HandleError),
 		ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 10*time.Second),
-		Logger:                   asynqLogger{logger.With("component", "asynq")},
+		Logger:                   asynqLogger{logger.With("source", "asynq")},
 		LogLevel:                 asynq.InfoLevel,
 	})
 	mux := asynq.NewServeMux()
