@@ -27,13 +27,14 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 // fails, the run is failed with a summary naming the phase and the error,
 // so it never stays building for want of a worker that can run it.
 func (r *Runner) HandleError(ctx context.Context, t *asynq.Task, err error) {
-	if errors.Is(err, asynq.SkipRetry) {
-		return // the run was settled by the phase itself (or never existed)
-	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	if retried < maxRetry {
-		return
+	r.giveUpIfLast(ctx, t, err, retried, maxRetry)
+}
+
+func (r *Runner) giveUpIfLast(ctx context.Context, t *asynq.Task, err error, retried, maxRetry int) {
+	if errors.Is(err, asynq.SkipRetry) || retried < maxRetry {
+		return // settled by the phase itself, or another try is coming
 	}
 	p, s, derr := r.decode(t)
 	if derr != nil {

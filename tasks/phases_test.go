@@ -1,0 +1,219 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"sando/datadir"
+	"sando/internal/redistest"
+	"sando/pipeline"
+	"sando/run"
+	"sando/runstore"
+)
+
+type testBundle struct {
+	runner    *Runner
+	store     *runstore.Store
+	inspector *asynq.Inspector
+}
+
+func setup(t *testing.T, build string) *testBundle {
+	t.Helper()
+	srv := redistest.Start(t)
+	src := t.TempDir()
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main"},
+		{"-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "x"},
+	} {
+		out, err := exec.Command("git", append([]string{"-C", src}, args...)...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	p := &pipeline.Pipeline{
+		Name: "app", Repo: src, Branch: "main", Build: build, Tier: "host",
+		Gates:    []pipeline.Gate{{Kind: "unit", Run: "true", Timeout: time.Minute}, {Kind: "smoke", Run: "true", Timeout: time.Minute}},
+		Timeouts: pipeline.Timeouts{Fetch: time.Minute, Compile: time.Minute, Stage: time.Minute},
+	}
+	opt := asynq.RedisClientOpt{Addr: srv.Addr}
+	client := asynq.NewClient(opt)
+	inspector := asynq.NewInspector(opt)
+	t.Cleanup(func() { _ = client.Close(); _ = inspector.Close() })
+	store := runstore.New(srv.Client(t), p.Name)
+	return &testBundle{
+		runner: &Runner{
+			Store: store, Pipeline: p, Layout: datadir.Layout{Root: t.TempDir()}, Queue: client,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BaseEnv: BaseEnv(nil),
+			WatchInterval: 50 * time.Millisecond,
+		},
+		store: store, inspector: inspector,
+	}
+}
+
+func task(typ string, p Payload) *asynq.Task {
+	b, _ := json.Marshal(p)
+	return asynq.NewTask(typ, b)
+}
+
+func pending(t *testing.T, b *testBundle, queue string) []*asynq.TaskInfo {
+	t.Helper()
+	list, err := b.inspector.ListPendingTasks(queue)
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		return nil
+	}
+	require.NoError(t, err)
+	return list
+}
+
+func newRun(t *testing.T, b *testBundle) int64 {
+	t.Helper()
+	c, err := b.store.Create(context.Background(), runstore.CreateRequest{NoSupersede: true})
+	require.NoError(t, err)
+	return c.ID
+}
+
+// A phase redelivered after it already succeeded (lease lost, worker
+// killed after the enqueue) enqueues its successor once, not twice.
+func TestRedeliveredPhaseEnqueuesNextOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	id := newRun(t, b)
+	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+	compiles := pending(t, b, "compile")
+	require.Len(t, compiles, 1)
+	require.Equal(t, "app:1:compile", compiles[0].ID)
+
+	require.NoError(t, b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id})))
+	require.NoError(t, b.runner.handle(ctx, task(TypeGate, Payload{RunID: id, Gate: 0})))
+	require.NoError(t, b.runner.handle(ctx, task(TypeGate, Payload{RunID: id, Gate: 0})))
+	gates := pending(t, b, "gate")
+	require.Len(t, gates, 2, "gate 0 (enqueued by compile) and gate 1, each once")
+	r, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, []run.Gate{{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id}}, r.Gates)
+
+	// A late compile after gating began is ignored: the run never moves back.
+	require.NoError(t, b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id})))
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, run.PhaseGating, r.Phase)
+
+	require.NoError(t, b.runner.handle(ctx, task(TypeGate, Payload{RunID: id, Gate: 1})))
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, run.ResultPassed, r.Result)
+	require.NoDirExists(t, b.runner.Layout.Worktree(id), "a settled run's worktree is removed")
+}
+
+func TestPhaseOfFinishedRunEndsQuietly(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	id := newRun(t, b)
+	_, err := b.store.Abort(ctx, id, run.SummaryCanceled)
+	require.NoError(t, err)
+	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+	require.Empty(t, pending(t, b, "compile"))
+	require.NoDirExists(t, b.runner.Layout.Worktree(id), "nothing was fetched")
+}
+
+func TestPoisonTasksSkipRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	for _, tk := range []*asynq.Task{
+		asynq.NewTask(TypeFetch, []byte("{")),
+		asynq.NewTask(TypeFetch, []byte(`{"run_id": 0}`)),
+		task(TypeGate, Payload{RunID: 1, Gate: 7}),
+		task(TypeFetch, Payload{RunID: 999}), // no such run
+		task("sando:bogus", Payload{RunID: 1}),
+	} {
+		err := b.runner.handle(ctx, tk)
+		require.ErrorIs(t, err, asynq.SkipRetry, "%s %s", tk.Type(), tk.Payload())
+	}
+}
+
+func TestCompileFailureSettlesWithoutRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "echo 'main.c:3:5: error: expected ; before }' >&2; exit 1")
+	ctx := context.Background()
+	id := newRun(t, b)
+	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+	err := b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id}))
+	require.ErrorIs(t, err, asynq.SkipRetry)
+	r, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, run.ResultFailed, r.Result)
+	require.Equal(t, "main.c:3:5: error: expected ; before }", r.FailureSummary)
+	require.Empty(t, pending(t, b, "gate"))
+}
+
+// An infrastructure failure is retried; only the last retry fails the run,
+// with a summary naming the phase.
+func TestLastRetryFailsRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	id := newRun(t, b)
+	b.runner.Pipeline.Repo = filepath.Join(t.TempDir(), "gone")
+	err := b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id}))
+	require.Error(t, err)
+	require.NotErrorIs(t, err, asynq.SkipRetry, "an unreachable repository is retried")
+
+	tk := task(TypeFetch, Payload{RunID: id})
+	b.runner.giveUpIfLast(ctx, tk, err, 2, 5)
+	r, gerr := b.store.Get(ctx, id)
+	require.NoError(t, gerr)
+	require.Equal(t, run.ResultBuilding, r.Result, "retries remain")
+
+	b.runner.giveUpIfLast(ctx, tk, err, 5, 5)
+	r, gerr = b.store.Get(ctx, id)
+	require.NoError(t, gerr)
+	require.Equal(t, run.ResultFailed, r.Result)
+	require.True(t, strings.HasPrefix(r.FailureSummary, "fetching: fetch: git fetch:"), r.FailureSummary)
+	require.True(t, strings.HasSuffix(r.FailureSummary, "(gave up after 6 attempts)"), r.FailureSummary)
+}
+
+// The watcher stops a running build when the run is settled elsewhere,
+// even if asynq's cancel message never arrives.
+func TestWatcherStopsBuildOfSettledRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "sleep 60")
+	ctx := context.Background()
+	id := newRun(t, b)
+	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+	done := make(chan error, 1)
+	go func() { done <- b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id})) }()
+	require.Eventually(t, func() bool {
+		r, err := b.store.Get(ctx, id)
+		return err == nil && r.Phase == run.PhaseCompiling
+	}, 5*time.Second, 10*time.Millisecond)
+	_, err := b.store.Abort(ctx, id, run.SummarySuperseded)
+	require.NoError(t, err)
+	select {
+	case err := <-done:
+		require.NoError(t, err, "a build stopped by its own watcher completes the task")
+	case <-time.After(10 * time.Second):
+		t.Fatal("build kept running after its run was aborted")
+	}
+}
+
+func TestBaseEnvDropsSecrets(t *testing.T) {
+	t.Parallel()
+	env := BaseEnv([]string{"PATH=/bin", "HOME=/root", "LC_ALL=C", "REDIS_URL=redis://:pw@x", "SANDO_TOKEN=t", "AWS_SECRET_ACCESS_KEY=k"})
+	require.Equal(t, []string{"PATH=/bin", "HOME=/root", "LC_ALL=C"}, env)
+	full := phaseEnv(env, map[string]string{"SANDO_RUN_ID": "evil", "CGO_ENABLED": "0"}, map[string]string{"SANDO_RUN_ID": "7"})
+	require.Equal(t, "SANDO_RUN_ID=7", full[len(full)-1], "run variables come last and win")
+	require.Contains(t, full, "CGO_ENABLED=0")
+}
