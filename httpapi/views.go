@@ -27,17 +27,10 @@ type runView struct {
 	Gates          []gateView `json:"gates"`
 }
 
+// runSummary is a run in GET /runs: the run view plus its URL.
 type runSummary struct {
-	RunID          int64      `json:"run_id"`
-	URL            string     `json:"url"`
-	SHA            *string    `json:"sha"`
-	Ref            *string    `json:"ref"`
-	Version        *string    `json:"version"`
-	Phase          run.Phase  `json:"phase"`
-	Result         run.Result `json:"result"`
-	StartedAt      string     `json:"started_at"`
-	FinishedAt     *string    `json:"finished_at"`
-	FailureSummary *string    `json:"failure_summary"`
+	runView
+	URL string `json:"url"`
 }
 
 type deployedView struct {
@@ -109,10 +102,5 @@ func viewOf(r *run.Run) runView {
 }
 
 func summaryOf(r *run.Run) runSummary {
-	v := viewOf(r)
-	return runSummary{
-		RunID: v.RunID, URL: "/runs/" + itoa(v.RunID), SHA: v.SHA, Ref: v.Ref, Version: v.Version,
-		Phase: v.Phase, Result: v.Result, StartedAt: v.StartedAt, FinishedAt: v.FinishedAt,
-		FailureSummary: v.FailureSummary,
-	}
+	return runSummary{runView: viewOf(r), URL: "/runs/" + itoa(r.ID)}
 }

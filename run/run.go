@@ -81,30 +81,3 @@ func (r *Run) Elapsed(now time.Time) time.Duration {
 	}
 	return max(end.Sub(r.StartedAt), 0)
 }
-
-// MaxSummary is the longest failure_summary, in characters (runes).
-const MaxSummary = 600
-
-// TruncateSummary cuts s to MaxSummary runes, ending with "…" when it cut,
-// and never splits a multi-byte character.
-func TruncateSummary(s string) string {
-	n := 0
-	for i := range s {
-		if n == MaxSummary-1 {
-			if len(s[i:]) > 0 && countRunes(s[i:]) > 1 {
-				return s[:i] + "…"
-			}
-			return s
-		}
-		n++
-	}
-	return s
-}
-
-func countRunes(s string) int {
-	n := 0
-	for range s {
-		n++
-	}
-	return n
-}

@@ -61,22 +61,3 @@ func TestElapsed(t *testing.T) {
 		}
 	}
 }
-
-func TestTruncateSummary(t *testing.T) {
-	t.Parallel()
-	long := ""
-	for range 700 {
-		long += "é"
-	}
-	got := TruncateSummary(long)
-	if n := countRunes(got); n != MaxSummary {
-		t.Fatalf("got %d runes", n)
-	}
-	exact := long[:2*MaxSummary]
-	if TruncateSummary(exact) != exact {
-		t.Fatal("a summary of exactly MaxSummary runes must stay whole")
-	}
-	if TruncateSummary("short") != "short" {
-		t.Fatal("short summary changed")
-	}
-}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"sando/headline"
 	"sando/run"
 )
 
@@ -315,7 +316,7 @@ return 1
 func (s *Store) settle(ctx context.Context, id int64, result run.Result, summary string) (bool, error) {
 	code, err := settleScript.Run(ctx, s.rdb,
 		[]string{s.keys.Run(id), s.keys.Building(), s.keys.LastPassed()},
-		string(result), run.TruncateSummary(summary), s.stamp(), id, s.keys.Events(),
+		string(result), headline.Truncate(summary), s.stamp(), id, s.keys.Events(),
 	).Int64()
 	o, err := guardedCode("settle", id, code, err)
 	return o == Applied, err

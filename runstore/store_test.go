@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"sando/headline"
 	"sando/internal/redistest"
 	"sando/run"
 	"sando/runstore"
@@ -233,7 +234,7 @@ func TestBoundedSummary(t *testing.T) {
 		require.NoError(t, err)
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, run.MaxSummary, len([]rune(r.FailureSummary)))
+		require.Equal(t, headline.MaxLen, len([]rune(r.FailureSummary)))
 	})
 }
 
