@@ -27,6 +27,7 @@ import (
 	"sando/pipeline"
 	"sando/redisconn"
 	"sando/runstore"
+	"sando/runwatch"
 	"sando/tasks"
 	"sando/worker"
 )
@@ -123,10 +124,17 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		defer w.Shutdown()
 	}
 
+	// One subscription per API process wakes every long-poll waiter.
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	drainCtx, drain := context.WithCancel(context.Background())
+	defer drain()
 	api := &httpapi.Server{
 		Store: p.store, Pipeline: p.pipeline, Queue: p.queue, Canceler: inspector,
 		Layout: p.layout, Logger: log, Token: cfg.Token, ReadToken: cfg.ReadToken,
-		Ping: func(ctx context.Context) error { return p.conn.Client.Ping(ctx).Err() },
+		Ping:     func(ctx context.Context) error { return p.conn.Client.Ping(ctx).Err() },
+		Watch:    runwatch.Start(hubCtx, p.conn.Client, p.store.Keys().Events(), log),
+		Draining: drainCtx,
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -149,6 +157,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: draining requests")
+	drain() // held long-polls answer now with the state they have
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {

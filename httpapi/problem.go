@@ -59,6 +59,10 @@ func statusOf(err error) (int, string) {
 
 // abort answers err as problem+json and stops the handler chain.
 func (s *Server) abort(c *gin.Context, err error) {
+	if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+		c.Abort() // the client is gone: nobody to answer, nothing to log
+		return
+	}
 	status, detail := statusOf(err)
 	if status >= 500 {
 		s.Logger.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)

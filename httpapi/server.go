@@ -17,6 +17,7 @@ import (
 	"sando/datadir"
 	"sando/pipeline"
 	"sando/runstore"
+	"sando/runwatch"
 	"sando/tasks"
 )
 
@@ -38,9 +39,17 @@ type Server struct {
 	Logger *slog.Logger
 	// Token guards mutating routes; ReadToken, when set, guards reads too.
 	Token, ReadToken string
+	// Watch wakes long-poll waiters when a run changes; nil disables
+	// holding requests (?wait= then answers at once).
+	Watch *runwatch.Hub
+	// Draining, once done, ends held long-polls with their current state
+	// so a shutdown does not wait for them.
+	Draining context.Context
 	// Extra mounts more routes (Asynqmon, metrics) on the engine.
 	Extra func(*gin.Engine)
 	Now   func() time.Time
+
+	cache *viewCache
 }
 
 // maxBody is the largest request body accepted (413 past it).
@@ -52,6 +61,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
+	s.cache = newViewCache(4096)
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true

@@ -1,0 +1,139 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// maxWait caps ?wait= so a proxy's idle timeout is never the one that ends
+// a long-poll.
+const maxWait = 60 * time.Second
+
+// rendered is a run view ready to send.
+type rendered struct {
+	body     []byte
+	etag     string
+	terminal bool
+}
+
+// viewCache holds rendered views of finished runs. A finished run never
+// changes, so polling one costs no Redis call at all.
+type viewCache = lru.Cache[int64, rendered]
+
+func newViewCache(size int) *viewCache {
+	c, err := lru.New[int64, rendered](size)
+	if err != nil {
+		panic(err) // only for size <= 0
+	}
+	return c
+}
+
+// view renders run id: from the cache when finished, else with one
+// HGETALL.
+func (s *Server) view(ctx context.Context, id int64) (rendered, error) {
+	if v, ok := s.cache.Get(id); ok {
+		return v, nil
+	}
+	r, err := s.Store.Get(ctx, id)
+	if err != nil {
+		return rendered{}, err
+	}
+	body, err := json.Marshal(viewOf(r))
+	if err != nil {
+		return rendered{}, err
+	}
+	sum := sha256.Sum256(body)
+	v := rendered{body: body, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, terminal: r.Result.Terminal()}
+	if v.terminal {
+		s.cache.Add(id, v)
+	}
+	return v, nil
+}
+
+func (s *Server) send(c *gin.Context, v rendered) {
+	c.Header("ETag", v.etag)
+	if etagMatches(c.GetHeader("If-None-Match"), v.etag) {
+		c.Status(http.StatusNotModified)
+		return
+	}
+	c.Data(http.StatusOK, "application/json", v.body)
+}
+
+func parseWait(c *gin.Context) (time.Duration, error) {
+	raw, ok := c.GetQuery("wait")
+	if !ok || raw == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil {
+		// Plain seconds ("30") are what many clients send.
+		var n int
+		if _, serr := fmt.Sscanf(raw, "%d", &n); serr != nil || fmt.Sprint(n) != raw {
+			return 0, badRequest(fmt.Sprintf("wait=%q: want a duration such as 30s (at most 60s)", raw))
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 {
+		return 0, badRequest(fmt.Sprintf("wait=%q: must not be negative", raw))
+	}
+	return min(d, maxWait), nil
+}
+
+// getRun answers GET /runs/{id}. With ?wait= and If-None-Match naming the
+// view the client has, it holds the request until the run changes (200)
+// or the wait ends (304). Waiters are woken through one Redis
+// subscription per process (runwatch), never by polling Redis.
+func (s *Server) getRun(c *gin.Context) {
+	id, err := parseID(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	wait, err := parseWait(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	inm := c.GetHeader("If-None-Match")
+	if wait == 0 || inm == "" || s.Watch == nil {
+		v, err := s.view(c, id)
+		if err != nil {
+			s.abort(c, err)
+			return
+		}
+		s.send(c, v)
+		return
+	}
+	// A drain (shutdown) ends held requests with the state they have.
+	ctx, stop := context.WithCancel(c)
+	defer stop()
+	if s.Draining != nil {
+		defer context.AfterFunc(s.Draining, stop)()
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		w := s.Watch.Watch(id) // before the read: no change slips between
+		v, err := s.view(ctx, id)
+		if err != nil {
+			w.Close()
+			s.abort(c, err)
+			return
+		}
+		remaining := time.Until(deadline)
+		if !etagMatches(inm, v.etag) || v.terminal || remaining <= 0 || ctx.Err() != nil {
+			w.Close()
+			s.send(c, v) // changed: 200; a finished run or time up: 304
+			return
+		}
+		w.Wait(ctx, remaining)
+		w.Close()
+	}
+}
