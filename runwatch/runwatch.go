@@ -20,7 +20,7 @@ import (
 type Hub struct {
 	mu      sync.Mutex
 	waiters map[int64]*entry
-	all     chan struct{}           // closed on (re)subscribe: every waiter re-reads
+	all     chan struct{} // closed on (re)subscribe: every waiter re-reads
 
 	waiting atomic.Int64
 	log     *slog.Logger
