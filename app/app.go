@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,12 +19,14 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/gin-gonic/gin"
 	"github.com/hibiken/asynq"
 
 	"sando/config"
 	"sando/datadir"
 	"sando/httpapi"
 	"sando/logging"
+	"sando/monitoring"
 	"sando/pipeline"
 	"sando/redisconn"
 	"sando/runstore"
@@ -86,7 +89,7 @@ func assemble(cfg config.Config, redisURL string) (*parts, error) {
 func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker, error) {
 	runner := &tasks.Runner{
 		Store: p.store, Pipeline: p.pipeline, Layout: p.layout, Queue: p.queue,
-		Logger: log, BaseEnv: tasks.BaseEnv(nil),
+		Logger: log, BaseEnv: tasks.BaseEnv(nil), WebhookSecret: cfg.WebhookSecret,
 	}
 	return worker.Start(worker.Config{
 		Redis: p.conn.Asynq, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
@@ -136,12 +139,24 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Watch:    runwatch.Start(hubCtx, p.conn.Client, p.store.Keys().Events(), log),
 		Draining: drainCtx,
 	}
+	var mon io.Closer // Asynqmon at /monitoring/, with its own Redis clients
+	var monErr error
+	api.Extra = func(r *gin.Engine) {
+		mon, monErr = monitoring.Mount(r, monitoring.Options{
+			Redis: p.conn.Asynq, Token: cfg.Token, ReadOnly: cfg.MonitoringReadOnly, Logger: log,
+		})
+	}
+	handler := api.Handler()
+	if monErr != nil {
+		return monErr
+	}
+	defer mon.Close()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)}
 	}
 	srv := &http.Server{
-		Handler:           api.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}

@@ -23,9 +23,14 @@ type Config struct {
 	Concurrency     int           // SANDO_CONCURRENCY
 	Token           string        // SANDO_TOKEN
 	ReadToken       string        // SANDO_READ_TOKEN
+	WebhookSecret   string        // SANDO_WEBHOOK_SECRET; signs webhook deliveries
 	PollInterval    time.Duration // SANDO_POLL_INTERVAL
 	ShutdownTimeout time.Duration // SANDO_SHUTDOWN_TIMEOUT
 	LogLevel        string        // SANDO_LOG_LEVEL
+
+	// MonitoringReadOnly (SANDO_MONITORING_READONLY) serves Asynqmon at
+	// /monitoring/ without its destructive actions (non-GET calls get 405).
+	MonitoringReadOnly bool
 }
 
 // Defaults, documented in the README's configuration table.
@@ -66,6 +71,7 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	str(&c.DataDir, "SANDO_DATA_DIR")
 	str(&c.Token, "SANDO_TOKEN")
 	str(&c.ReadToken, "SANDO_READ_TOKEN")
+	str(&c.WebhookSecret, "SANDO_WEBHOOK_SECRET")
 	str(&c.LogLevel, "SANDO_LOG_LEVEL")
 	if v := getenv("SANDO_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -85,6 +91,15 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 			*dst = d
 		}
 	}
+	switch v := getenv("SANDO_MONITORING_READONLY"); v {
+	case "":
+	case "1", "true":
+		c.MonitoringReadOnly = true
+	case "0", "false":
+		c.MonitoringReadOnly = false
+	default:
+		errs = append(errs, fmt.Errorf("SANDO_MONITORING_READONLY=%q: want 1, true, 0 or false", v))
+	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -99,6 +114,7 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "idle worker's queue poll interval (SANDO_POLL_INTERVAL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running phases get on SIGTERM (SANDO_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (SANDO_LOG_LEVEL)")
+	fs.BoolVar(&c.MonitoringReadOnly, "monitoring-readonly", c.MonitoringReadOnly, "Asynqmon at /monitoring/ without destructive actions (SANDO_MONITORING_READONLY)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

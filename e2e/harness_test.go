@@ -80,6 +80,9 @@ type stackOpts struct {
 	embedded bool   // no REDIS_URL: miniredis + in-process worker
 	workers  int    // separate in-process workers (default 1 unless embedded)
 	token    string
+	secret   string // SANDO_WEBHOOK_SECRET
+
+	monitoringReadOnly bool // SANDO_MONITORING_READONLY
 }
 
 // startStack runs the API (and workers) until the test ends.
@@ -91,7 +94,7 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 	cfg := config.Config{
 		Addr: "127.0.0.1:0", PipelinePath: cfgPath, DataDir: s.dataDir, Concurrency: 4,
 		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 5 * time.Second, LogLevel: "debug",
-		Token: o.token,
+		Token: o.token, WebhookSecret: o.secret, MonitoringReadOnly: o.monitoringReadOnly,
 	}
 	if !o.embedded {
 		s.redis = redistest.Start(t)
@@ -149,7 +152,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-var client = &http.Client{Timeout: 30 * time.Second}
+var client = &http.Client{Timeout: 30 * time.Second, Transport: validating(http.DefaultTransport)}
 
 type response struct {
 	status int

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sando/runview"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -46,7 +47,7 @@ func (s *Server) view(ctx context.Context, id int64) (rendered, error) {
 	if err != nil {
 		return rendered{}, err
 	}
-	body, err := json.Marshal(viewOf(r))
+	body, err := json.Marshal(runview.Of(r))
 	if err != nil {
 		return rendered{}, err
 	}

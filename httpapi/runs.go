@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"sando/gitref"
 	"sando/run"
 	"sando/runstore"
+	"sando/runview"
 	"sando/tasks"
 )
 
@@ -94,10 +96,15 @@ func (s *Server) rebuild(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	if !created.Replayed {
+		s.Metrics.RunStarted()
+		s.Metrics.Superseded(len(created.Superseded))
+	}
 	superseded := make([]int64, 0, len(created.Superseded))
 	for _, old := range created.Superseded {
 		superseded = append(superseded, old.ID)
 		s.stopTask(old.ID, old.TaskID)
+		s.settled(c, old.ID)
 	}
 	if !created.Replayed {
 		if err := tasks.EnqueueFirst(c, s.Queue, s.Pipeline, created.ID); err != nil {
@@ -126,6 +133,14 @@ func (s *Server) stopTask(id int64, taskID string) {
 	}
 }
 
+// settled announces a run this API settled (cancel, supersede) to the
+// pipeline's webhooks.
+func (s *Server) settled(ctx context.Context, id int64) {
+	if err := tasks.Settled(ctx, s.Queue, s.Pipeline, id); err != nil {
+		s.Logger.Error("webhooks not enqueued", "run_id", id, "err", err)
+	}
+}
+
 func parseID(c *gin.Context) (int64, error) {
 	raw := c.Param("id")
 	id, err := strconv.ParseInt(raw, 10, 64)
@@ -137,7 +152,7 @@ func parseID(c *gin.Context) (int64, error) {
 
 // writeView renders a run fetched by the caller (after a cancel).
 func (s *Server) writeView(c *gin.Context, status int, r *run.Run) {
-	body, err := json.Marshal(viewOf(r))
+	body, err := json.Marshal(runview.Of(r))
 	if err != nil {
 		s.abort(c, err)
 		return
@@ -173,9 +188,9 @@ func (s *Server) listRuns(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	out := make([]runSummary, len(runs))
+	out := make([]runview.Summary, len(runs))
 	for i, r := range runs {
-		out[i] = summaryOf(r)
+		out[i] = runview.SummaryOf(r)
 	}
 	var next *string
 	if len(runs) == limit && runs[len(runs)-1].ID > 1 {
@@ -219,12 +234,14 @@ func (s *Server) cancel(c *gin.Context) {
 		s.abort(c, conflict(fmt.Sprintf("run %d is already %s", id, r.Result)))
 		return
 	}
+	s.Metrics.Canceled()
 	s.stopTask(id, r.TaskID)
+	s.settled(c, id)
 	s.writeView(c, http.StatusOK, r)
 }
 
 func (s *Server) state(c *gin.Context) {
-	var out stateView
+	var out runview.State
 	last, err := s.Store.LastPassed(c)
 	switch {
 	case err == nil:
@@ -233,9 +250,9 @@ func (s *Server) state(c *gin.Context) {
 			s.abort(c, err)
 			return
 		}
-		out.Deployed = &deployedView{
+		out.Deployed = &runview.Deployed{
 			RunID: last.ID, SHA: last.SHA, Version: last.Version,
-			FinishedAt: timeStr(last.FinishedAt), Gates: gateViews(gates),
+			FinishedAt: runview.Time(last.FinishedAt), Gates: runview.Gates(gates),
 		}
 	case !errors.Is(err, runstore.ErrNotFound):
 		s.abort(c, err)
@@ -244,9 +261,9 @@ func (s *Server) state(c *gin.Context) {
 	latest, err := s.Store.Latest(c)
 	switch {
 	case err == nil:
-		b := buildView{
-			RunID: latest.ID, SHA: nullable(latest.SHA), Version: nullable(latest.Version),
-			Phase: latest.Phase, Result: latest.Result, FailureSummary: summaryPtr(latest),
+		b := runview.Build{
+			RunID: latest.ID, SHA: runview.Nullable(latest.SHA), Version: runview.Nullable(latest.Version),
+			Phase: latest.Phase, Result: latest.Result, FailureSummary: runview.FailureSummary(latest),
 			ElapsedS: int64(latest.Elapsed(s.Now()) / time.Second),
 		}
 		out.Build = &b

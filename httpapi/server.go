@@ -9,12 +9,14 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"sando/datadir"
+	"sando/metrics"
 	"sando/pipeline"
 	"sando/runstore"
 	"sando/runwatch"
@@ -45,7 +47,9 @@ type Server struct {
 	// Draining, once done, ends held long-polls with their current state
 	// so a shutdown does not wait for them.
 	Draining context.Context
-	// Extra mounts more routes (Asynqmon, metrics) on the engine.
+	// Metrics records requests and run counts; nil records nothing.
+	Metrics *metrics.Metrics
+	// Extra mounts more routes (Asynqmon) on the engine.
 	Extra func(*gin.Engine)
 	Now   func() time.Time
 
@@ -66,7 +70,7 @@ func (s *Server) Handler() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true // handlers' c.Done() follows the request
-	r.Use(s.recoverer(), s.limitBody)
+	r.Use(s.observe, s.recoverer(), s.limitBody)
 
 	write := r.Group("/", s.auth(s.Token))
 	read := r.Group("/", s.auth(s.ReadToken))
@@ -78,6 +82,7 @@ func (s *Server) Handler() http.Handler {
 	read.GET("/logs/*ref", s.logs)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", gin.WrapH(s.Metrics.Handler()))
 	if s.Extra != nil {
 		s.Extra(r)
 	}
@@ -86,6 +91,18 @@ func (s *Server) Handler() http.Handler {
 		writeProblem(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
 	return r
+}
+
+// observe times every request by route pattern (never the raw path, to
+// keep label cardinality bounded).
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	s.Metrics.HTTP(route, c.Request.Method, strconv.Itoa(c.Writer.Status()), time.Since(start))
 }
 
 // Auth is the bearer-token check, exported so other mounts (Asynqmon)

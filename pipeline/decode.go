@@ -37,6 +37,7 @@ type rawFile struct {
 	Tier        string            `yaml:"tier"`
 	Timeouts    rawTimeouts       `yaml:"timeouts"`
 	Env         map[string]string `yaml:"env"`
+	Webhooks    []string          `yaml:"webhooks"`
 }
 
 // decode parses to an AST first so decoder errors, which only carry a

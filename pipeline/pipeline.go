@@ -37,6 +37,9 @@ type Pipeline struct {
 	Gates                                               []Gate
 	Timeouts                                            Timeouts
 	Env                                                 map[string]string
+	// Webhooks are POSTed the run view when a run reaches a terminal
+	// result, signed with SANDO_WEBHOOK_SECRET.
+	Webhooks []string
 }
 
 // Gate returns the gate at index i and whether it exists.

@@ -119,6 +119,8 @@ func TestParseBad(t *testing.T) {
 		{"branch option", head + "branch: --upload-pack=x\n", `sando.yaml: branch: ref "--upload-pack=x": starts with "-"`},
 		{"env SANDO_ key", head + "env:\n  SANDO_STAGE_DIR: /tmp\n",
 			"sando.yaml: env.SANDO_STAGE_DIR: names starting with SANDO_ are reserved"},
+		{"webhook not a URL", head + "webhooks:\n  - https://ci.example.com/hook\n  - ci.example.com/hook\n",
+			`sando.yaml: webhooks[1]: "ci.example.com/hook" is not an http:// or https:// URL`},
 		{"env bad key", head + "env:\n  A-B: x\n", `sando.yaml: env["A-B"]: name must match [A-Za-z_][A-Za-z0-9_]*`},
 		{"empty gates entry", head + "gates:\n  - {kind: a, run: x}\n  -\n", "sando.yaml: gates[1]: empty entry"},
 		{"repo starting with dash", "repo: --upload-pack=evil\nbuild: make\n",

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -92,7 +93,22 @@ func (r *rawFile) validate(baseDir string) (p *Pipeline, field, problem string) 
 	if len(r.Env) > 0 {
 		p.Env = r.Env
 	}
+	for i, hook := range r.Webhooks {
+		if prob := checkWebhook(hook); prob != "" {
+			return nil, fmt.Sprintf("webhooks[%d]", i), prob
+		}
+	}
+	p.Webhooks = r.Webhooks
 	return p, "", ""
+}
+
+// checkWebhook accepts absolute http(s) URLs with a host.
+func checkWebhook(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Sprintf("%q is not an http:// or https:// URL", raw)
+	}
+	return ""
 }
 
 func or(s, def string) string {

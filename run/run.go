@@ -66,6 +66,9 @@ type Run struct {
 	FailureSummary string
 	Gates          []Gate // sorted by kind
 	TaskID         string // the asynq task of the phase now running, for cancel
+	// ProgressAt is the last sign of life: a phase start or a running
+	// phase's heartbeat. The janitor fails runs whose progress stopped.
+	ProgressAt time.Time
 	Rev            int64  // bumped by every write; changes whenever the view does
 }
 

@@ -66,7 +66,7 @@ if ARGV[6] == "1" then
   end
 end
 redis.call("HSET", ARGV[1] .. id, "phase", "queued", "result", "building",
-  "started_at", ARGV[2], "sha", ARGV[3], "ref", ARGV[4], "rev", 1)
+  "started_at", ARGV[2], "progress_at", ARGV[2], "sha", ARGV[3], "ref", ARGV[4], "rev", 1)
 redis.call("ZADD", KEYS[2], id, id)
 redis.call("SADD", KEYS[3], id)
 if ARGV[7] ~= "" then
@@ -177,16 +177,17 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // ARGV[2] task id ("" keeps the recorded one)
 // ARGV[3] events channel
 // ARGV[4] run id
-// ARGV[5..] phases the run may be in for the write to apply
+// ARGV[5] now (RFC 3339): the run's progress_at
+// ARGV[6..] phases the run may be in for the write to apply
 //
 // Returns -1 no such run, 0 run is terminal, 1 applied, 2 run is past this phase.
 var phaseScript = redis.NewScript(`
 local cur = redis.call("HMGET", KEYS[1], "result", "phase")
 if not cur[1] then return -1 end
 if cur[1] ~= "building" then return 0 end
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   if ARGV[i] == cur[2] then
-    redis.call("HSET", KEYS[1], "phase", ARGV[1])
+    redis.call("HSET", KEYS[1], "phase", ARGV[1], "progress_at", ARGV[5])
     if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "task_id", ARGV[2]) end
     redis.call("HINCRBY", KEYS[1], "rev", 1)
     redis.call("PUBLISH", ARGV[3], ARGV[4])
@@ -204,7 +205,7 @@ func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID 
 	if len(from) == 0 {
 		return 0, fmt.Errorf("set phase of run %d: %q is not a phase a run advances to", id, phase)
 	}
-	args := []any{string(phase), taskID, s.keys.Events(), id}
+	args := []any{string(phase), taskID, s.keys.Events(), id, s.stamp()}
 	for _, p := range from {
 		args = append(args, string(p))
 	}

@@ -178,6 +178,7 @@ const (
 	fSummary   = "failure_summary"
 	fTask      = "task_id"
 	fRev       = "rev"
+	fProgress  = "progress_at" // last sign of life: phase start or heartbeat
 	gatePrefix = "gate:"
 	gateValSep = "\t"
 )
@@ -197,6 +198,7 @@ func decodeRun(id int64, m map[string]string) *run.Run {
 	r.Rev, _ = strconv.ParseInt(m[fRev], 10, 64)
 	r.StartedAt, _ = time.Parse(time.RFC3339Nano, m[fStarted])
 	r.FinishedAt, _ = time.Parse(time.RFC3339Nano, m[fFinished])
+	r.ProgressAt, _ = time.Parse(time.RFC3339Nano, m[fProgress])
 	for f, v := range m {
 		if kind, ok := strings.CutPrefix(f, gatePrefix); ok {
 			r.Gates = append(r.Gates, decodeGate(kind, v))

@@ -418,3 +418,48 @@ func TestConcurrentSettleExactlyOneWins(t *testing.T) {
 		}
 	})
 }
+
+func TestHeartbeatAndExpire(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
+		_, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t")
+		require.NoError(t, err)
+		before, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, b.clock.Now(), before.ProgressAt, "a phase start is progress")
+
+		building, err := b.store.Building(ctx)
+		require.NoError(t, err)
+		require.Len(t, building, 1)
+		require.Equal(t, run.PhaseCompiling, building[0].Phase)
+		seen := building[0].ProgressAt
+
+		// A heartbeat after the janitor looked saves the run.
+		b.clock.Add(time.Minute)
+		o, err := b.store.Heartbeat(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, runstore.Applied, o)
+		after, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, before.Rev, after.Rev, "a heartbeat does not change the view")
+		expired, err := b.store.Expire(ctx, id, seen, "compiling: no progress")
+		require.NoError(t, err)
+		require.False(t, expired)
+
+		expired, err = b.store.Expire(ctx, id, after.ProgressAt, "compiling: no progress for 31m (worker lost?)")
+		require.NoError(t, err)
+		require.True(t, expired)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, run.ResultFailed, r.Result)
+		require.Equal(t, "compiling: no progress for 31m (worker lost?)", r.FailureSummary)
+		building, err = b.store.Building(ctx)
+		require.NoError(t, err)
+		require.Empty(t, building)
+		o, err = b.store.Heartbeat(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, runstore.Finished, o)
+	})
+}

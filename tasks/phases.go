@@ -17,6 +17,7 @@ import (
 	"sando/datadir"
 	"sando/gitfetch"
 	"sando/headline"
+	"sando/metrics"
 	"sando/pipeline"
 	"sando/proc"
 	"sando/run"
@@ -36,6 +37,10 @@ type Runner struct {
 	// WatchInterval is how often a running phase re-reads its run's result,
 	// so a cancel whose asynq message was lost still stops the build.
 	WatchInterval time.Duration
+	// WebhookSecret signs webhook deliveries (Sando-Signature).
+	WebhookSecret string
+	// Metrics, when set, records phase and gate durations and results.
+	Metrics *metrics.Metrics
 }
 
 // Register routes every phase's task type to the runner.
@@ -43,6 +48,8 @@ func (r *Runner) Register(mux *asynq.ServeMux) {
 	for _, typ := range []string{TypeFetch, TypeCompile, TypeStage, TypeGate} {
 		mux.HandleFunc(typ, r.handle)
 	}
+	mux.HandleFunc(TypeWebhook, r.deliver)
+	mux.HandleFunc(TypeJanitor, r.sweep)
 }
 
 // verdict is how a phase's work ended.
@@ -117,6 +124,7 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	log = log.With("sha", cur.SHA)
 	log.Info("phase started")
 
+	began := time.Now()
 	workCtx, stop := r.watch(ctx, p.RunID)
 	defer stop()
 	var v verdict
@@ -130,7 +138,22 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	case TypeGate:
 		v = r.gate(workCtx, cur, s.gate)
 	}
-	return r.conclude(ctx, workCtx, log, p.RunID, s, v)
+	err = r.conclude(ctx, workCtx, log, p.RunID, s, v)
+	r.Metrics.Phase(string(s.phase), outcomeOf(err, v, workCtx), time.Since(began))
+	return err
+}
+
+// outcomeOf names how a phase task ended, for metrics.
+func outcomeOf(err error, v verdict, workCtx context.Context) string {
+	switch {
+	case workCtx.Err() != nil:
+		return "canceled"
+	case v.failure != "":
+		return "failed"
+	case err != nil:
+		return "retry"
+	}
+	return "ok"
 }
 
 // conclude turns a phase's verdict into the next step of the chain.
@@ -159,7 +182,7 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int
 			return err // retried: the next attempt fails the run again
 		}
 		log.Info("run failed", "summary", v.failure, "won", won)
-		r.cleanup(id)
+		r.settled(wctx, id, won, run.ResultFailed)
 		return fmt.Errorf("%s: %w", v.failure, asynq.SkipRetry)
 	}
 	if nxt, ok := next(r.Pipeline, s); ok {
@@ -170,12 +193,27 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int
 		return err
 	}
 	log.Info("run passed", "won", won)
-	r.cleanup(id)
+	r.settled(wctx, id, won, run.ResultPassed)
 	return nil
 }
 
+// settled follows a terminal write: the worktree goes, and the write that
+// won announces the result to the pipeline's webhooks.
+func (r *Runner) settled(ctx context.Context, id int64, won bool, result run.Result) {
+	r.cleanup(id)
+	if !won {
+		return
+	}
+	r.Metrics.RunFinished(string(result))
+	if err := Settled(ctx, r.Queue, r.Pipeline, id); err != nil {
+		r.Logger.Error("webhooks not enqueued", "run_id", id, "err", err)
+	}
+}
+
 // watch returns a context that ends when ctx does or when the run is
-// settled by someone else.
+// settled by someone else. Meanwhile it heartbeats the run, so the janitor
+// knows the phase is alive; the heartbeat's answer is also how it learns
+// the run was settled.
 func (r *Runner) watch(ctx context.Context, id int64) (context.Context, func()) {
 	wctx, cancel := context.WithCancel(ctx)
 	interval := cmp.Or(r.WatchInterval, 2*time.Second)
@@ -187,7 +225,7 @@ func (r *Runner) watch(ctx context.Context, id int64) (context.Context, func()) 
 			case <-wctx.Done():
 				return
 			case <-t.C:
-				if res, err := r.Store.Result(wctx, id); err == nil && res.Terminal() {
+				if o, err := r.Store.Heartbeat(wctx, id); err == nil && o == runstore.Finished {
 					cancel()
 					return
 				}
@@ -341,6 +379,13 @@ func (r *Runner) gate(ctx context.Context, cur *run.Run, i int) verdict {
 		return verdict{err: err}
 	}
 	res, out, err := r.exec(ctx, cur, step, g.Run, g.Timeout)
+	if err == nil && !res.Canceled {
+		status := run.GateFailed
+		if res.OK() {
+			status = run.GatePassed
+		}
+		r.Metrics.Gate(g.Kind, string(status), res.Duration)
+	}
 	switch {
 	case err != nil:
 		return verdict{err: err}

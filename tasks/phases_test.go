@@ -217,3 +217,42 @@ func TestBaseEnvDropsSecrets(t *testing.T) {
 	require.Equal(t, "SANDO_RUN_ID=7", full[len(full)-1], "run variables come last and win")
 	require.Contains(t, full, "CGO_ENABLED=0")
 }
+
+// The janitor fails a run whose phase stopped making progress, naming the
+// phase, and leaves runs that are alive alone.
+func TestJanitorFailsStalledRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	stalled := newRun(t, b)
+	alive := newRun(t, b)
+	_, err := b.store.SetPhase(ctx, stalled, run.PhaseCompiling, "t")
+	require.NoError(t, err)
+	_, err = b.store.SetPhase(ctx, alive, run.PhaseCompiling, "t")
+	require.NoError(t, err)
+	// The stalled run's last sign of life is older than compile's deadline.
+	old := time.Now().Add(-Deadline(b.runner.Pipeline, run.PhaseCompiling) - time.Minute).UTC()
+	require.NoError(t, b.store.Redis().HSet(ctx, b.store.Keys().Run(stalled), "progress_at", old.Format("2006-01-02T15:04:05.000Z07:00")).Err())
+
+	require.NoError(t, b.runner.sweep(ctx, nil))
+	r, err := b.store.Get(ctx, stalled)
+	require.NoError(t, err)
+	require.Equal(t, run.ResultFailed, r.Result)
+	require.Regexp(t, `^compiling: no progress for 4m\d+s \(worker lost\?\)$`, r.FailureSummary)
+	r, err = b.store.Get(ctx, alive)
+	require.NoError(t, err)
+	require.Equal(t, run.ResultBuilding, r.Result)
+}
+
+func TestJanitorOncePerWindow(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	for range 3 { // three workers offering the same window
+		require.NoError(t, EnqueueJanitor(ctx, b.runner.Queue, b.runner.Pipeline, now))
+	}
+	require.Len(t, pending(t, b, "system"), 1)
+	require.NoError(t, EnqueueJanitor(ctx, b.runner.Queue, b.runner.Pipeline, now.Add(JanitorInterval)))
+	require.Len(t, pending(t, b, "system"), 2, "the next window sweeps again")
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"sando/run"
 )
 
 // RetryDelay replaces asynq's default (n⁴ + 15 s + jitter, minutes after a
@@ -45,7 +47,5 @@ func (r *Runner) giveUpIfLast(ctx context.Context, t *asynq.Task, err error, ret
 	summary := fmt.Sprintf("%s: %v (gave up after %d attempts)", s.phase, err, retried+1)
 	won, ferr := r.Store.Fail(wctx, p.RunID, summary)
 	r.Logger.Error("phase gave up", "run_id", p.RunID, "phase", s.phase, "err", err, "failed_run", won, "store_err", ferr)
-	if won {
-		r.cleanup(p.RunID)
-	}
+	r.settled(wctx, p.RunID, won, run.ResultFailed)
 }

@@ -26,10 +26,11 @@ const (
 	TypeGate    = "sando:gate"
 )
 
-// Queues, one per phase, so operators see in Asynqmon where runs wait.
-// Workers serve them in strict priority, later phases first: a run that
-// has started finishes before a new one is fetched.
-var Queues = map[string]int{"gate": 4, "stage": 3, "compile": 2, "fetch": 1}
+// Queues, one per phase, so operators see in Asynqmon where runs wait,
+// plus "system" for webhook deliveries and the janitor. Workers serve them
+// in strict priority, later phases first: a run that has started finishes
+// before a new one is fetched.
+var Queues = map[string]int{"system": 5, "gate": 4, "stage": 3, "compile": 2, "fetch": 1}
 
 // Payload is the body of every phase task.
 type Payload struct {

@@ -34,7 +34,8 @@ type Config struct {
 
 // Worker is a started asynq server.
 type Worker struct {
-	srv *asynq.Server
+	srv         *asynq.Server
+	stopJanitor context.CancelFunc
 }
 
 // Start begins processing the phase queues with runner.
@@ -62,13 +63,35 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
 	logger.Info("worker started", "concurrency", conc, "queues", tasks.Queues)
-	return &Worker{srv: srv}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	go janitor(ctx, runner, logger)
+	return &Worker{srv: srv, stopJanitor: stop}, nil
+}
+
+// janitor offers the fleet's sweep twice per window; the task id makes it
+// run once per window whichever worker's offer lands first.
+func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
+	t := time.NewTicker(tasks.JanitorInterval / 2)
+	defer t.Stop()
+	for {
+		if err := tasks.EnqueueJanitor(ctx, runner.Queue, runner.Pipeline, time.Now()); err != nil && ctx.Err() == nil {
+			log.Warn("janitor not enqueued", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Shutdown stops taking phases, waits up to the shutdown timeout for the
 // running ones, then hands unfinished tasks back to the queue and cancels
 // their contexts, which kills their process groups.
-func (w *Worker) Shutdown() { w.srv.Shutdown() }
+func (w *Worker) Shutdown() {
+	w.stopJanitor()
+	w.srv.Shutdown()
+}
 
 // asynqLogger routes asynq's printf-style logs into slog.
 type asynqLogger struct{ l *slog.Logger }

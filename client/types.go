@@ -1,0 +1,165 @@
+package client
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Phase is where a run is: queued, fetching, compiling, staging, gating,
+// then done.
+type Phase string
+
+// The phases of a run, in order.
+const (
+	PhaseQueued    Phase = "queued"
+	PhaseFetching  Phase = "fetching"
+	PhaseCompiling Phase = "compiling"
+	PhaseStaging   Phase = "staging"
+	PhaseGating    Phase = "gating"
+	PhaseDone      Phase = "done"
+)
+
+// Result is building until the run ends passed, failed or aborted.
+type Result string
+
+// The results of a run.
+const (
+	ResultBuilding Result = "building"
+	ResultPassed   Result = "passed"
+	ResultFailed   Result = "failed"
+	ResultAborted  Result = "aborted"
+)
+
+// Terminal reports whether r is final: a run with it never changes again.
+func (r Result) Terminal() bool {
+	return r == ResultPassed || r == ResultFailed || r == ResultAborted
+}
+
+// Gate is one gate of a run. Status is "" while the gate runs, then
+// "passed", "failed" or "blocked" (an earlier gate failed).
+type Gate struct {
+	Kind   string `json:"kind"`
+	Status string `json:"status"`
+	LogRef string `json:"log_ref"` // for Client.Logs, e.g. "7/gate-unit.log"
+}
+
+// Run is the view of one run (GET /runs/{id}). JSON nulls are zero values.
+type Run struct {
+	ID             int64     `json:"run_id"`
+	SHA            string    `json:"sha"` // as asked (maybe abbreviated) until fetched, then 40 hex
+	Ref            string    `json:"ref"`
+	Version        string    `json:"version"`
+	Phase          Phase     `json:"phase"`
+	Result         Result    `json:"result"`
+	StartedAt      time.Time `json:"started_at"`
+	FinishedAt     time.Time `json:"finished_at"` // zero while building
+	FailureSummary string    `json:"failure_summary"`
+	Gates          []Gate    `json:"gates"`         // sorted by kind; a gate appears when it starts
+	URL            string    `json:"url,omitempty"` // set in List
+
+	// ETag is the view's strong entity tag, for Wait.
+	ETag string `json:"-"`
+	// Raw is the JSON the server sent (unset for the runs of List).
+	Raw json.RawMessage `json:"-"`
+}
+
+// UnmarshalJSON accepts null and "" for the times.
+func (r *Run) UnmarshalJSON(b []byte) error {
+	type plain Run
+	aux := struct {
+		*plain
+		StartedAt  *string `json:"started_at"`
+		FinishedAt *string `json:"finished_at"`
+	}{plain: (*plain)(r)}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	var err error
+	if r.StartedAt, err = parseTime(aux.StartedAt); err != nil {
+		return err
+	}
+	r.FinishedAt, err = parseTime(aux.FinishedAt)
+	return err
+}
+
+func parseTime(s *string) (time.Time, error) {
+	if s == nil || *s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, *s)
+}
+
+// Elapsed is the time from start to finish, or to now while building
+// (never negative, whatever the clocks say).
+func (r *Run) Elapsed(now time.Time) time.Duration {
+	if r.StartedAt.IsZero() {
+		return 0
+	}
+	end := now
+	if !r.FinishedAt.IsZero() {
+		end = r.FinishedAt
+	}
+	return max(end.Sub(r.StartedAt), 0)
+}
+
+// RebuildRequest asks for a run. SHA (7 to 40 hex) or Ref (branch or tag)
+// picks the commit; neither builds the pipeline's branch.
+type RebuildRequest struct {
+	SHA string `json:"sha,omitempty"`
+	Ref string `json:"ref,omitempty"`
+	// IdempotencyKey makes a repeated request (same key, same SHA and Ref,
+	// within 24 h) answer the same run. Empty: Rebuild makes a random one,
+	// so its own retries never start a second run.
+	IdempotencyKey string `json:"-"`
+}
+
+// Rebuilt is the answer to a rebuild.
+type Rebuilt struct {
+	RunID      int64   `json:"run_id"`
+	URL        string  `json:"url"` // relative to the server, e.g. "/runs/7"
+	Superseded []int64 `json:"superseded"`
+	// Replayed is true when the key had already started this run.
+	Replayed       bool   `json:"-"`
+	IdempotencyKey string `json:"-"` // the key sent
+}
+
+// RunList is a page of runs, newest first.
+type RunList struct {
+	Runs []Run `json:"runs"`
+	// Next is the path of the next page ("" on the last one).
+	Next string          `json:"next"`
+	Raw  json.RawMessage `json:"-"`
+}
+
+// ListOptions pages through runs.
+type ListOptions struct {
+	Limit  int   // 0: the server's default (20); at most 100
+	Before int64 // only runs older than this id; 0: from the newest
+}
+
+// State is GET /state: what is deployed and what builds.
+type State struct {
+	Deployed *Deployed       `json:"deployed"` // the last passed run; nil if none
+	Build    *Build          `json:"build"`    // the newest run; nil if none
+	Raw      json.RawMessage `json:"-"`
+}
+
+// Deployed is the last run that passed, with its tier's gates.
+type Deployed struct {
+	RunID      int64     `json:"run_id"`
+	SHA        string    `json:"sha"`
+	Version    string    `json:"version"`
+	FinishedAt time.Time `json:"finished_at"`
+	Gates      []Gate    `json:"gates"`
+}
+
+// Build is the newest run in short.
+type Build struct {
+	RunID          int64  `json:"run_id"`
+	SHA            string `json:"sha"`
+	Version        string `json:"version"`
+	Phase          Phase  `json:"phase"`
+	Result         Result `json:"result"`
+	FailureSummary string `json:"failure_summary"`
+	ElapsedS       int64  `json:"elapsed_s"`
+}

@@ -1,0 +1,136 @@
+// Package metrics is Sando's Prometheus instrumentation: runs, phases,
+// gates, HTTP requests, long-poll waiters and asynq's queues. Every method
+// is safe on a nil *Metrics, so code under test can run without it.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds one process's collectors in its own registry.
+type Metrics struct {
+	reg           *prometheus.Registry
+	runsStarted   prometheus.Counter
+	runsFinished  *prometheus.CounterVec
+	superseded    prometheus.Counter
+	canceled      prometheus.Counter
+	phaseDuration *prometheus.HistogramVec
+	gateDuration  *prometheus.HistogramVec
+	httpDuration  *prometheus.HistogramVec
+}
+
+// Buckets from 50 ms (a no-op phase) to about 1 h (a long compile).
+var durationBuckets = prometheus.ExponentialBucketsRange(0.05, 3600, 16)
+
+// New makes the collectors, with Go runtime and process metrics.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		runsStarted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sando_runs_started_total", Help: "Runs created by POST /rebuild.",
+		}),
+		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sando_runs_finished_total", Help: "Runs that reached a terminal result, by result.",
+		}, []string{"result"}),
+		superseded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sando_runs_superseded_total", Help: "Building runs aborted by a newer /rebuild.",
+		}),
+		canceled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sando_runs_canceled_total", Help: "Building runs aborted by POST /runs/{id}/cancel.",
+		}),
+		phaseDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sando_phase_duration_seconds", Help: "Time a phase task ran, by phase and outcome.",
+			Buckets: durationBuckets,
+		}, []string{"phase", "outcome"}),
+		gateDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sando_gate_duration_seconds", Help: "Time a gate's command ran, by gate kind and status.",
+			Buckets: durationBuckets,
+		}, []string{"kind", "status"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sando_http_request_duration_seconds", Help: "API request time, by route, method and status.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "method", "status"}),
+	}
+	m.reg.MustRegister(m.runsStarted, m.runsFinished, m.superseded, m.canceled,
+		m.phaseDuration, m.gateDuration, m.httpDuration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Register adds more collectors (queue metrics, gauges read at scrape).
+func (m *Metrics) Register(cs ...prometheus.Collector) {
+	if m != nil {
+		m.reg.MustRegister(cs...)
+	}
+}
+
+// GaugeFunc adds a gauge read at scrape time.
+func (m *Metrics) GaugeFunc(name, help string, fn func() float64) {
+	m.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+}
+
+// RunStarted counts a new run.
+func (m *Metrics) RunStarted() {
+	if m != nil {
+		m.runsStarted.Inc()
+	}
+}
+
+// RunFinished counts a terminal write that won.
+func (m *Metrics) RunFinished(result string) {
+	if m != nil {
+		m.runsFinished.WithLabelValues(result).Inc()
+	}
+}
+
+// Superseded counts runs aborted by a newer rebuild (and finishes them).
+func (m *Metrics) Superseded(n int) {
+	if m != nil && n > 0 {
+		m.superseded.Add(float64(n))
+		m.runsFinished.WithLabelValues("aborted").Add(float64(n))
+	}
+}
+
+// Canceled counts a canceled run (and finishes it).
+func (m *Metrics) Canceled() {
+	if m != nil {
+		m.canceled.Inc()
+		m.runsFinished.WithLabelValues("aborted").Inc()
+	}
+}
+
+// Phase records how long a phase task ran and how it ended ("ok",
+// "failed", "retry", "canceled").
+func (m *Metrics) Phase(phase, outcome string, d time.Duration) {
+	if m != nil {
+		m.phaseDuration.WithLabelValues(phase, outcome).Observe(d.Seconds())
+	}
+}
+
+// Gate records how long a gate's command ran and its status.
+func (m *Metrics) Gate(kind, status string, d time.Duration) {
+	if m != nil {
+		m.gateDuration.WithLabelValues(kind, status).Observe(d.Seconds())
+	}
+}
+
+// HTTP records one API request. route is the route pattern (bounded
+// cardinality), never the raw path.
+func (m *Metrics) HTTP(route, method, status string, d time.Duration) {
+	if m != nil {
+		m.httpDuration.WithLabelValues(route, method, status).Observe(d.Seconds())
+	}
+}

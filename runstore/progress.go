@@ -1,0 +1,107 @@
+package runstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"sando/headline"
+	"sando/run"
+)
+
+// heartbeatScript records that a running phase is alive. It changes no
+// field of the view (no rev bump, no publish): long-poll waiters do not
+// wake for it.
+//
+// KEYS[1] run hash
+// ARGV[1] now (RFC 3339)
+//
+// Returns -1 no such run, 0 run is terminal, 1 applied.
+var heartbeatScript = redis.NewScript(`
+local r = redis.call("HGET", KEYS[1], "result")
+if not r then return -1 end
+if r ~= "building" then return 0 end
+redis.call("HSET", KEYS[1], "progress_at", ARGV[1])
+return 1
+`)
+
+// Heartbeat refreshes a building run's progress_at.
+func (s *Store) Heartbeat(ctx context.Context, id int64) (Outcome, error) {
+	code, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, s.stamp()).Int64()
+	return guardedCode("heartbeat of", id, code, err)
+}
+
+// Building lists the runs still building with their phase and last sign
+// of life: one SMEMBERS and one pipelined HMGET per run.
+func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
+	ids, err := s.rdb.SMembers(ctx, s.keys.Building()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("building runs: %w", err)
+	}
+	cmds := make([]*redis.SliceCmd, len(ids))
+	nums := make([]int64, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, raw := range ids {
+			nums[i], _ = strconv.ParseInt(raw, 10, 64)
+			cmds[i] = p.HMGet(ctx, s.keys.Run(nums[i]), fResult, fPhase, fProgress, fStarted)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building runs: %w", err)
+	}
+	out := make([]*run.Run, 0, len(ids))
+	for i, c := range cmds {
+		v := c.Val()
+		if len(v) < 4 || v[0] == nil {
+			continue
+		}
+		str := func(x any) string { s, _ := x.(string); return s }
+		r := &run.Run{ID: nums[i], Result: run.Result(str(v[0])), Phase: run.Phase(str(v[1]))}
+		r.ProgressAt, _ = time.Parse(time.RFC3339Nano, str(v[2]))
+		r.StartedAt, _ = time.Parse(time.RFC3339Nano, str(v[3]))
+		if r.Result == run.ResultBuilding {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// expireScript fails a building run only if it made no progress since the
+// janitor looked: a heartbeat in between saves it.
+//
+// KEYS[1] run hash
+// KEYS[2] building set
+// ARGV[1] progress_at the janitor saw
+// ARGV[2] failure summary
+// ARGV[3] now (RFC 3339)
+// ARGV[4] run id
+// ARGV[5] events channel
+//
+// Returns -1 no such run, 0 already terminal, 1 failed it, 2 it progressed.
+var expireScript = redis.NewScript(`
+local cur = redis.call("HMGET", KEYS[1], "result", "progress_at")
+if not cur[1] then return -1 end
+if cur[1] ~= "building" then return 0 end
+if (cur[2] or "") ~= ARGV[1] then return 2 end
+redis.call("HSET", KEYS[1], "result", "failed", "phase", "done", "finished_at", ARGV[3],
+  "failure_summary", ARGV[2])
+redis.call("HINCRBY", KEYS[1], "rev", 1)
+redis.call("SREM", KEYS[2], ARGV[4])
+redis.call("PUBLISH", ARGV[5], ARGV[4])
+return 1
+`)
+
+// Expire fails a run the janitor found stalled, unless it progressed since
+// (seen is the progress_at the janitor read). It reports whether it failed
+// the run.
+func (s *Store) Expire(ctx context.Context, id int64, seen time.Time, summary string) (bool, error) {
+	code, err := expireScript.Run(ctx, s.rdb, []string{s.keys.Run(id), s.keys.Building()},
+		seen.UTC().Format(timeLayout), headline.Truncate(summary), s.stamp(), id, s.keys.Events(),
+	).Int64()
+	o, err := guardedCode("expire", id, code, err)
+	return o == Applied, err
+}

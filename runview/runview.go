@@ -1,0 +1,108 @@
+// Package runview renders runs as the JSON the API answers and webhooks
+// send: one shape, one place.
+package runview
+
+import (
+	"strconv"
+	"time"
+
+	"sando/run"
+)
+
+type Gate struct {
+	Kind   string  `json:"kind"`
+	Status *string `json:"status"` // null while the gate runs
+	LogRef *string `json:"log_ref"`
+}
+
+type Run struct {
+	RunID          int64      `json:"run_id"`
+	SHA            *string    `json:"sha"`
+	Ref            *string    `json:"ref"`
+	Version        *string    `json:"version"`
+	Phase          run.Phase  `json:"phase"`
+	Result         run.Result `json:"result"`
+	StartedAt      string     `json:"started_at"`
+	FinishedAt     *string    `json:"finished_at"`
+	FailureSummary *string    `json:"failure_summary"`
+	Gates          []Gate     `json:"gates"`
+}
+
+// Summary is a run in GET /runs: the run view plus its URL.
+type Summary struct {
+	Run
+	URL string `json:"url"`
+}
+
+type Deployed struct {
+	RunID      int64   `json:"run_id"`
+	SHA        string  `json:"sha"`
+	Version    string  `json:"version"`
+	FinishedAt *string `json:"finished_at"`
+	Gates      []Gate  `json:"gates"`
+}
+
+type Build struct {
+	RunID          int64      `json:"run_id"`
+	SHA            *string    `json:"sha"`
+	Version        *string    `json:"version"`
+	Phase          run.Phase  `json:"phase"`
+	Result         run.Result `json:"result"`
+	FailureSummary *string    `json:"failure_summary"`
+	ElapsedS       int64      `json:"elapsed_s"`
+}
+
+type State struct {
+	Deployed *Deployed `json:"deployed"`
+	Build    *Build    `json:"build"`
+}
+
+// TimeLayout is RFC 3339 in UTC with milliseconds.
+const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func Time(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(TimeLayout)
+	return &s
+}
+
+func Nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// FailureSummary: failure_summary is null unless the run failed or aborted.
+func FailureSummary(r *run.Run) *string {
+	if r.Result != run.ResultFailed && r.Result != run.ResultAborted {
+		return nil
+	}
+	return &r.FailureSummary
+}
+
+func Gates(gates []run.Gate) []Gate {
+	out := make([]Gate, len(gates))
+	for i, g := range gates {
+		out[i] = Gate{Kind: g.Kind, Status: Nullable(string(g.Status)), LogRef: Nullable(g.LogRef)}
+	}
+	return out
+}
+
+func Of(r *run.Run) Run {
+	started := ""
+	if s := Time(r.StartedAt); s != nil {
+		started = *s
+	}
+	return Run{
+		RunID: r.ID, SHA: Nullable(r.SHA), Ref: Nullable(r.Ref), Version: Nullable(r.Version),
+		Phase: r.Phase, Result: r.Result, StartedAt: started, FinishedAt: Time(r.FinishedAt),
+		FailureSummary: FailureSummary(r), Gates: Gates(r.Gates),
+	}
+}
+
+func SummaryOf(r *run.Run) Summary {
+	return Summary{Run: Of(r), URL: "/runs/" + strconv.FormatInt(r.ID, 10)}
+}

@@ -1,0 +1,104 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"sando/pipeline"
+	"sando/run"
+)
+
+// TypeJanitor fails runs that stopped making progress: a worker killed
+// mid-phase whose task asynq could not hand to another (retries used up,
+// or its Redis state lost), or a queued run no worker ever took.
+const TypeJanitor = "sando:janitor"
+
+// JanitorInterval is how often the fleet sweeps.
+const JanitorInterval = 30 * time.Second
+
+// deadlineMargin is added to a phase's timeout: long enough to cover
+// heartbeats (every 2 s), asynq's lease recovery (about 90 s) and one retry
+// delay, so only a run nobody works on anymore is failed.
+const deadlineMargin = 2 * time.Minute
+
+// queuedDeadline is how long a run may wait for a worker to take it.
+const queuedDeadline = time.Hour
+
+// Deadline is how long a building run in phase may go without progress.
+func Deadline(p *pipeline.Pipeline, phase run.Phase) time.Duration {
+	switch phase {
+	case run.PhaseFetching:
+		return p.Timeouts.Fetch + deadlineMargin
+	case run.PhaseCompiling:
+		return p.Timeouts.Compile + deadlineMargin
+	case run.PhaseStaging:
+		return p.Timeouts.Stage + deadlineMargin
+	case run.PhaseGating:
+		longest := time.Duration(0)
+		for _, g := range p.Gates {
+			longest = max(longest, g.Timeout)
+		}
+		return longest + deadlineMargin
+	default:
+		return queuedDeadline
+	}
+}
+
+// EnqueueJanitor queues this window's sweep. Every worker calls it every
+// interval; the task id names the window, so the fleet sweeps once per
+// interval however many workers there are.
+func EnqueueJanitor(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, now time.Time) error {
+	window := now.Unix() / int64(JanitorInterval/time.Second)
+	body, _ := json.Marshal(struct{}{})
+	_, err := q.EnqueueContext(ctx, asynq.NewTask(TypeJanitor, body),
+		asynq.Queue("system"),
+		asynq.TaskID(p.Name+":janitor:"+strconv.FormatInt(window, 10)),
+		asynq.MaxRetry(0), // the next window sweeps again
+		asynq.Timeout(JanitorInterval),
+		asynq.Retention(2*JanitorInterval),
+	)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	return err
+}
+
+// sweep fails every building run whose last progress is older than its
+// phase's deadline, with a summary naming the phase that hung.
+func (r *Runner) sweep(ctx context.Context, _ *asynq.Task) error {
+	runs, err := r.Store.Building(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, cur := range runs {
+		since := cur.ProgressAt
+		if since.IsZero() {
+			since = cur.StartedAt
+		}
+		idle := now.Sub(since)
+		if since.IsZero() || idle <= Deadline(r.Pipeline, cur.Phase) {
+			continue
+		}
+		why := "worker lost?"
+		if cur.Phase == run.PhaseQueued {
+			why = "no worker took it?"
+		}
+		summary := fmt.Sprintf("%s: no progress for %s (%s)", cur.Phase, idle.Round(time.Second), why)
+		won, err := r.Store.Expire(ctx, cur.ID, cur.ProgressAt, summary)
+		if err != nil {
+			return err
+		}
+		if won {
+			r.Logger.Warn("janitor failed a stalled run", "run_id", cur.ID, "phase", cur.Phase, "summary", summary)
+			r.settled(ctx, cur.ID, true, run.ResultFailed)
+		}
+	}
+	return nil
+}
