@@ -26,6 +26,7 @@ import (
 	"sando/datadir"
 	"sando/httpapi"
 	"sando/logging"
+	"sando/metrics"
 	"sando/monitoring"
 	"sando/pipeline"
 	"sando/redisconn"
@@ -46,6 +47,7 @@ type parts struct {
 	store    *runstore.Store
 	layout   datadir.Layout
 	queue    *asynq.Client
+	metrics  *metrics.Metrics
 }
 
 func (p *parts) close() {
@@ -83,6 +85,7 @@ func assemble(cfg config.Config, redisURL string) (*parts, error) {
 		store:    runstore.New(conn.Client, pl.Name),
 		layout:   datadir.Layout{Root: dataDir},
 		queue:    asynq.NewClient(conn.Asynq),
+		metrics:  metrics.New(),
 	}, nil
 }
 
@@ -90,6 +93,7 @@ func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker
 	runner := &tasks.Runner{
 		Store: p.store, Pipeline: p.pipeline, Layout: p.layout, Queue: p.queue,
 		Logger: log, BaseEnv: tasks.BaseEnv(nil), WebhookSecret: cfg.WebhookSecret,
+		Metrics: p.metrics,
 	}
 	return worker.Start(worker.Config{
 		Redis: p.conn.Asynq, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
@@ -132,13 +136,27 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	defer stopHub()
 	drainCtx, drain := context.WithCancel(context.Background())
 	defer drain()
+	hub := runwatch.Start(hubCtx, p.conn.Client, p.store.Keys().Events(), log)
 	api := &httpapi.Server{
 		Store: p.store, Pipeline: p.pipeline, Queue: p.queue, Canceler: inspector,
 		Layout: p.layout, Logger: log, Token: cfg.Token, ReadToken: cfg.ReadToken,
 		Ping:     func(ctx context.Context) error { return p.conn.Client.Ping(ctx).Err() },
-		Watch:    runwatch.Start(hubCtx, p.conn.Client, p.store.Keys().Events(), log),
+		Watch:    hub,
 		Draining: drainCtx,
+		Metrics:  p.metrics,
 	}
+	p.metrics.Register(metrics.NewQueueCollector(inspector, log))
+	p.metrics.GaugeFunc("sando_longpoll_waiters", "Requests held in a long-poll on this API process.",
+		func() float64 { return float64(hub.Waiting()) })
+	p.metrics.GaugeFunc("sando_runs_building", "Runs of the pipeline still building.", func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := p.store.CountBuilding(ctx)
+		if err != nil {
+			return -1 // Redis away: say so rather than a plausible zero
+		}
+		return float64(n)
+	})
 	var mon io.Closer // Asynqmon at /monitoring/, with its own Redis clients
 	var monErr error
 	api.Extra = func(r *gin.Engine) {
@@ -195,6 +213,14 @@ func Worker(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.WorkerAddr != "" {
+		stop, err := serveOps(cfg.WorkerAddr, p, log)
+		if err != nil {
+			w.Shutdown()
+			return err
+		}
+		defer stop()
+	}
 	<-ctx.Done()
 	log.Info("shutting down: finishing or handing back running phases", "timeout", cfg.ShutdownTimeout)
 	w.Shutdown()
@@ -229,4 +255,22 @@ func Main(program string, run func(context.Context, config.Config, *slog.Logger)
 		stop()
 		os.Exit(1)
 	}
+}
+
+// serveOps serves a worker's /metrics and /healthz on addr.
+func serveOps(addr string, p *parts, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &ConfigError{fmt.Errorf("SANDO_WORKER_ADDR=%q: %w", addr, err)}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", p.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("worker ops listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }

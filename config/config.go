@@ -18,6 +18,7 @@ import (
 type Config struct {
 	RedisURL        string        // REDIS_URL; empty: embedded miniredis + in-process worker
 	Addr            string        // SANDO_ADDR (or PORT); API listen address
+	WorkerAddr      string        // SANDO_WORKER_ADDR; a worker's /metrics and /healthz; empty: off
 	PipelinePath    string        // SANDO_CONFIG
 	DataDir         string        // SANDO_DATA_DIR
 	Concurrency     int           // SANDO_CONCURRENCY
@@ -64,6 +65,7 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	}
 	str(&c.RedisURL, "REDIS_URL")
 	str(&c.Addr, "SANDO_ADDR")
+	str(&c.WorkerAddr, "SANDO_WORKER_ADDR")
 	if getenv("SANDO_ADDR") == "" && getenv("PORT") != "" {
 		c.Addr = ":" + getenv("PORT")
 	}
@@ -108,6 +110,7 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	fs.SetOutput(usage)
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL); empty: embedded in-memory Redis")
 	fs.StringVar(&c.Addr, "addr", c.Addr, "API listen address (SANDO_ADDR, PORT)")
+	fs.StringVar(&c.WorkerAddr, "worker-addr", c.WorkerAddr, "worker's /metrics and /healthz address (SANDO_WORKER_ADDR); empty: off")
 	fs.StringVar(&c.PipelinePath, "config", c.PipelinePath, "pipeline file (SANDO_CONFIG)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "worktrees, logs, staged artifacts (SANDO_DATA_DIR)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "phases one worker runs at once (SANDO_CONCURRENCY)")

@@ -81,6 +81,8 @@ type stackOpts struct {
 	workers  int    // separate in-process workers (default 1 unless embedded)
 	token    string
 	secret   string // SANDO_WEBHOOK_SECRET
+	// workerAddr is the workers' /metrics address (one worker only).
+	workerAddr string
 
 	monitoringReadOnly bool // SANDO_MONITORING_READONLY
 }
@@ -94,7 +96,7 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 	cfg := config.Config{
 		Addr: "127.0.0.1:0", PipelinePath: cfgPath, DataDir: s.dataDir, Concurrency: 4,
 		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 5 * time.Second, LogLevel: "debug",
-		Token: o.token, WebhookSecret: o.secret, MonitoringReadOnly: o.monitoringReadOnly,
+		Token: o.token, WebhookSecret: o.secret, WorkerAddr: o.workerAddr, MonitoringReadOnly: o.monitoringReadOnly,
 	}
 	if !o.embedded {
 		s.redis = redistest.Start(t)

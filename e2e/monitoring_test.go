@@ -77,7 +77,51 @@ func monitoredStack(t *testing.T, o stackOpts) *stack {
 	r := s.do("POST", "/rebuild", nil, auth)
 	require.Equal(t, http.StatusAccepted, r.status, "body: %s", r.body)
 	require.Equal(t, "passed", s.waitTerminal(int(r.json(t)["run_id"].(float64)))["result"])
+	// The run is passed inside the gate task's handler; asynq marks the task
+	// completed just after, and the webhook is queued after that.
+	var last string
+	require.Eventually(t, func() bool {
+		var ok bool
+		ok, last = settled(s.base, auth)
+		return ok
+	}, 20*time.Second, 20*time.Millisecond, "the run's tasks are not all completed: %s", last)
 	return s
+}
+
+// settled reports whether every phase queue has a completed task and none
+// active, and the system queue exists; it also returns what it saw.
+func settled(base string, header map[string]string) (bool, string) {
+	req, err := http.NewRequest("GET", base+"/monitoring/api/queues", nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := monClient.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Queues []struct {
+			Queue             string
+			Active, Completed int
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return false, err.Error()
+	}
+	seen := map[string]bool{}
+	for _, q := range body.Queues {
+		seen[q.Queue] = q.Queue == "system" || q.Active == 0 && q.Completed > 0
+	}
+	for _, q := range phaseQueues {
+		if !seen[q] {
+			return false, fmt.Sprintf("%+v", body.Queues)
+		}
+	}
+	return true, ""
 }
 
 // queueNames lists the queues /monitoring/api/queues shows.

@@ -82,6 +82,7 @@ func (s *Server) Handler() http.Handler {
 	read.GET("/logs/*ref", s.logs)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
+	r.GET("/openapi.json", s.openapi)
 	r.GET("/metrics", gin.WrapH(s.Metrics.Handler()))
 	if s.Extra != nil {
 		s.Extra(r)

@@ -105,3 +105,8 @@ func (s *Store) Expire(ctx context.Context, id int64, seen time.Time, summary st
 	o, err := guardedCode("expire", id, code, err)
 	return o == Applied, err
 }
+
+// CountBuilding is how many runs are building (one SCARD).
+func (s *Store) CountBuilding(ctx context.Context) (int64, error) {
+	return s.rdb.SCard(ctx, s.keys.Building()).Result()
+}
