@@ -93,7 +93,8 @@ func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker
 	runner := &tasks.Runner{
 		Store: p.store, Pipeline: p.pipeline, Layout: p.layout, Queue: p.queue,
 		Logger: log, BaseEnv: tasks.BaseEnv(nil), WebhookSecret: cfg.WebhookSecret,
-		Metrics: p.metrics,
+		Metrics:   p.metrics,
+		Retention: tasks.Retention{Age: cfg.Retention, Runs: cfg.RetentionRuns},
 	}
 	return worker.Start(worker.Config{
 		Redis: p.conn.Asynq, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,

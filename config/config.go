@@ -28,6 +28,8 @@ type Config struct {
 	PollInterval    time.Duration // SANDO_POLL_INTERVAL
 	ShutdownTimeout time.Duration // SANDO_SHUTDOWN_TIMEOUT
 	LogLevel        string        // SANDO_LOG_LEVEL
+	Retention       time.Duration // SANDO_RETENTION; finished runs older than this are pruned (0: never)
+	RetentionRuns   int           // SANDO_RETENTION_RUNS; the newest N finished runs are kept whatever their age
 
 	// MonitoringReadOnly (SANDO_MONITORING_READONLY) serves Asynqmon at
 	// /monitoring/ without its destructive actions (non-GET calls get 405).
@@ -44,6 +46,8 @@ func defaults() Config {
 		PollInterval:    10 * time.Millisecond,
 		ShutdownTimeout: 10 * time.Second,
 		LogLevel:        "info",
+		Retention:       30 * 24 * time.Hour,
+		RetentionRuns:   1000,
 	}
 }
 
@@ -75,6 +79,20 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	str(&c.ReadToken, "SANDO_READ_TOKEN")
 	str(&c.WebhookSecret, "SANDO_WEBHOOK_SECRET")
 	str(&c.LogLevel, "SANDO_LOG_LEVEL")
+	if v := getenv("SANDO_RETENTION"); v != "" {
+		d, err := parseDays(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SANDO_RETENTION=%q: want a duration such as 30d, 72h or 0 (keep forever)", v))
+		}
+		c.Retention = d
+	}
+	if v := getenv("SANDO_RETENTION_RUNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("SANDO_RETENTION_RUNS=%q: want a whole number, 0 or more", v))
+		}
+		c.RetentionRuns = n
+	}
 	if v := getenv("SANDO_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -150,4 +168,24 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("SANDO_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// parseDays is time.ParseDuration plus a "d" (24 h) unit, since retention
+// is said in days.
+func parseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("bad days %q", v)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	if v == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q", v)
+	}
+	return d, nil
 }

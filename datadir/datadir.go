@@ -30,6 +30,9 @@ func (l Layout) StageDir(run int64) string { return filepath.Join(l.Root, "stage
 // LogsRoot is the only directory /logs serves from.
 func (l Layout) LogsRoot() string { return filepath.Join(l.Root, "logs") }
 
+// LogDir holds all of one run's step logs.
+func (l Layout) LogDir(run int64) string { return filepath.Join(l.LogsRoot(), l.id(run)) }
+
 // LogRef names the log of one step ("fetch", "compile", "stage",
 // "gate-unit") as the API shows it: "<run>/<step>.log".
 func LogRef(run int64, step string) string {

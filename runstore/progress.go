@@ -110,3 +110,48 @@ func (s *Store) Expire(ctx context.Context, id int64, seen time.Time, summary st
 func (s *Store) CountBuilding(ctx context.Context) (int64, error) {
 	return s.rdb.SCard(ctx, s.keys.Building()).Result()
 }
+
+// pruneScript deletes finished runs older than a cutoff, oldest first,
+// never the newest keep runs and never the last passed run (/state shows
+// it).
+//
+// KEYS[1] runs sorted set
+// KEYS[2] last passed id
+// ARGV[1] run hash prefix
+// ARGV[2] cutoff (RFC 3339 UTC with milliseconds: compares as a string)
+// ARGV[3] how many of the newest runs to keep whatever their age
+// ARGV[4] most runs to delete in this call
+//
+// Returns the deleted ids.
+var pruneScript = redis.NewScript(`
+local keep = tonumber(ARGV[3])
+local candidates = redis.call("ZRANGE", KEYS[1], 0, -(keep + 1))
+local protect = redis.call("GET", KEYS[2]) or ""
+local deleted = {}
+for _, id in ipairs(candidates) do
+  if #deleted >= tonumber(ARGV[4]) then break end
+  local key = ARGV[1] .. id
+  local r = redis.call("HMGET", key, "result", "finished_at")
+  if not r[1] then
+    redis.call("ZREM", KEYS[1], id)
+  elseif r[1] ~= "building" and id ~= protect and r[2] and r[2] < ARGV[2] then
+    redis.call("DEL", key)
+    redis.call("ZREM", KEYS[1], id)
+    table.insert(deleted, tonumber(id))
+  end
+end
+return deleted
+`)
+
+// Prune deletes up to limit finished runs that ended before cutoff, keeping
+// the newest keep runs and the last passed one. It returns the deleted ids
+// so their logs and staged artifacts can go too.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([]int64, error) {
+	ids, err := pruneScript.Run(ctx, s.rdb, []string{s.keys.Runs(), s.keys.LastPassed()},
+		s.keys.RunPrefix(), cutoff.UTC().Format(timeLayout), keep, limit,
+	).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("prune runs: %w", err)
+	}
+	return ids, nil
+}

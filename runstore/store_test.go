@@ -463,3 +463,46 @@ func TestHeartbeatAndExpire(t *testing.T) {
 		require.Equal(t, runstore.Finished, o)
 	})
 }
+
+func TestPrune(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		// Runs 1..6, one finishing every hour; 5 passes, 6 still builds.
+		for i := range 6 {
+			id := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
+			b.clock.Add(time.Hour)
+			switch {
+			case i == 4:
+				_, err := b.store.Pass(ctx, id)
+				require.NoError(t, err)
+			case i < 4:
+				_, err := b.store.Fail(ctx, id, "x")
+				require.NoError(t, err)
+			}
+		}
+		// Finished before the cutoff: 1, 2, 3 (4 ended at the cutoff).
+		cutoff := time.Date(2026, 6, 13, 4, 0, 0, 0, time.UTC)
+		deleted, err := b.store.Prune(ctx, cutoff, 2, 100)
+		require.NoError(t, err)
+		require.Equal(t, []int64{1, 2, 3}, deleted)
+		_, err = b.store.Get(ctx, 1)
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+		page, err := b.store.List(ctx, 0, 10)
+		require.NoError(t, err)
+		require.Equal(t, []int64{6, 5, 4}, ids(page))
+
+		// keep wins over age; the last passed run is never pruned; a
+		// building run never is.
+		deleted, err = b.store.Prune(ctx, b.clock.Now().Add(time.Hour), 0, 100)
+		require.NoError(t, err)
+		require.Equal(t, []int64{4}, deleted)
+		page, err = b.store.List(ctx, 0, 10)
+		require.NoError(t, err)
+		require.Equal(t, []int64{6, 5}, ids(page))
+
+		deleted, err = b.store.Prune(ctx, b.clock.Now().Add(time.Hour), 0, 100)
+		require.NoError(t, err)
+		require.Empty(t, deleted)
+	})
+}

@@ -41,6 +41,8 @@ type Runner struct {
 	WebhookSecret string
 	// Metrics, when set, records phase and gate durations and results.
 	Metrics *metrics.Metrics
+	// Retention says which finished runs the prune task deletes.
+	Retention Retention
 }
 
 // Register routes every phase's task type to the runner.
@@ -50,6 +52,7 @@ func (r *Runner) Register(mux *asynq.ServeMux) {
 	}
 	mux.HandleFunc(TypeWebhook, r.deliver)
 	mux.HandleFunc(TypeJanitor, r.sweep)
+	mux.HandleFunc(TypePrune, r.prune)
 }
 
 // verdict is how a phase's work ended.

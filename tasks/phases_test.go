@@ -256,3 +256,30 @@ func TestJanitorOncePerWindow(t *testing.T) {
 	require.NoError(t, EnqueueJanitor(ctx, b.runner.Queue, b.runner.Pipeline, now.Add(JanitorInterval)))
 	require.Len(t, pending(t, b, "system"), 2, "the next window sweeps again")
 }
+
+func TestPruneRemovesRunsAndFiles(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	b.runner.Retention = Retention{Age: time.Nanosecond, Runs: 1}
+	var ids []int64
+	for range 3 {
+		id := newRun(t, b)
+		require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+		require.NoError(t, b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id})))
+		_, err := b.store.Fail(ctx, id, "x")
+		require.NoError(t, err)
+		require.DirExists(t, b.runner.Layout.LogDir(id))
+		ids = append(ids, id)
+	}
+	time.Sleep(5 * time.Millisecond)
+	require.NoError(t, b.runner.prune(ctx, nil))
+	for _, id := range ids[:2] {
+		_, err := b.store.Get(ctx, id)
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+		require.NoDirExists(t, b.runner.Layout.LogDir(id))
+	}
+	_, err := b.store.Get(ctx, ids[2])
+	require.NoError(t, err, "the newest run is kept")
+	require.DirExists(t, b.runner.Layout.LogDir(ids[2]))
+}

@@ -85,9 +85,9 @@ func gateOrEnd(p *pipeline.Pipeline, i int) (step, bool) {
 	return step{}, false
 }
 
-// Retention keeps a finished task's id taken for this long, so a
+// taskRetention keeps a finished task's id taken for this long, so a
 // redelivered predecessor (lease expiry, crash) cannot enqueue it again.
-const Retention = time.Hour
+const taskRetention = time.Hour
 
 // TaskID is the deterministic id of one run's step:
 // "<pipeline>:<run>:<step>".
@@ -136,7 +136,7 @@ func enqueue(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64,
 		// asynq's deadline sits above the command's own timeout, so a
 		// timed-out build is reported as such, not as a lost task.
 		asynq.Timeout(timeoutOf(p, s)+time.Minute),
-		asynq.Retention(Retention),
+		asynq.Retention(taskRetention),
 	)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil // a redelivered predecessor: the step is already queued or done

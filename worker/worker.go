@@ -68,14 +68,19 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 	return &Worker{srv: srv, stopJanitor: stop}, nil
 }
 
-// janitor offers the fleet's sweep twice per window; the task id makes it
-// run once per window whichever worker's offer lands first.
+// janitor offers the fleet's janitor sweep and prune twice per window;
+// their task ids make each run once per window whichever worker's offer
+// lands first.
 func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
 	t := time.NewTicker(tasks.JanitorInterval / 2)
 	defer t.Stop()
 	for {
-		if err := tasks.EnqueueJanitor(ctx, runner.Queue, runner.Pipeline, time.Now()); err != nil && ctx.Err() == nil {
+		now := time.Now()
+		if err := tasks.EnqueueJanitor(ctx, runner.Queue, runner.Pipeline, now); err != nil && ctx.Err() == nil {
 			log.Warn("janitor not enqueued", "err", err)
+		}
+		if err := tasks.EnqueuePrune(ctx, runner.Queue, runner.Pipeline, now); err != nil && ctx.Err() == nil {
+			log.Warn("prune not enqueued", "err", err)
 		}
 		select {
 		case <-ctx.Done():

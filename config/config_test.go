@@ -1,0 +1,73 @@
+package config
+
+import (
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func load(env map[string]string, args ...string) (Config, error) {
+	return Load("sando-api", args, func(k string) string { return env[k] }, io.Discard)
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := load(nil)
+	require.NoError(t, err)
+	require.Equal(t, Config{
+		Addr: ":8080", PipelinePath: "./sando.yaml", DataDir: "./data", Concurrency: runtime.NumCPU(),
+		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 10 * time.Second, LogLevel: "info",
+		Retention: 30 * 24 * time.Hour, RetentionRuns: 1000,
+	}, c)
+	require.True(t, c.Embedded())
+}
+
+func TestEnvAndFlags(t *testing.T) {
+	t.Parallel()
+	c, err := load(map[string]string{
+		"REDIS_URL": "redis://r:6379", "PORT": "9000", "SANDO_CONCURRENCY": "3",
+		"SANDO_RETENTION": "7d", "SANDO_POLL_INTERVAL": "25ms", "SANDO_MONITORING_READONLY": "true",
+	}, "-concurrency", "5")
+	require.NoError(t, err)
+	require.Equal(t, ":9000", c.Addr, "PORT is honoured when SANDO_ADDR is unset")
+	require.Equal(t, 5, c.Concurrency, "flags override the environment")
+	require.Equal(t, 7*24*time.Hour, c.Retention)
+	require.Equal(t, 25*time.Millisecond, c.PollInterval)
+	require.True(t, c.MonitoringReadOnly)
+	require.False(t, c.Embedded())
+
+	c, err = load(map[string]string{"SANDO_ADDR": "127.0.0.1:1", "PORT": "9000"})
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:1", c.Addr, "SANDO_ADDR wins over PORT")
+}
+
+// Each bad setting is reported with the variable, the value and what
+// would be valid: the exact line a user sees after "sando-api: config: ".
+func TestBadSettings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{env: map[string]string{"SANDO_CONCURRENCY": "lots"}, want: `SANDO_CONCURRENCY="lots": want a whole number from 1 to 1024`},
+		{env: map[string]string{"SANDO_CONCURRENCY": "0"}, want: `SANDO_CONCURRENCY=0: want a whole number from 1 to 1024`},
+		{env: map[string]string{"SANDO_POLL_INTERVAL": "fast"}, want: `SANDO_POLL_INTERVAL="fast": want a duration such as 10ms or 30s`},
+		{env: map[string]string{"SANDO_POLL_INTERVAL": "0s"}, want: `SANDO_POLL_INTERVAL=0s: want a duration from 1ms to 1m`},
+		{env: map[string]string{"SANDO_SHUTDOWN_TIMEOUT": "-1s"}, want: `SANDO_SHUTDOWN_TIMEOUT=-1s: must not be negative`},
+		{env: map[string]string{"SANDO_LOG_LEVEL": "loud"}, want: `SANDO_LOG_LEVEL="loud": want debug, info, warn or error`},
+		{env: map[string]string{"SANDO_RETENTION": "a month"}, want: `SANDO_RETENTION="a month": want a duration such as 30d, 72h or 0 (keep forever)`},
+		{env: map[string]string{"SANDO_RETENTION_RUNS": "-5"}, want: `SANDO_RETENTION_RUNS="-5": want a whole number, 0 or more`},
+		{env: map[string]string{"SANDO_MONITORING_READONLY": "maybe"}, want: `SANDO_MONITORING_READONLY="maybe": want 1, true, 0 or false`},
+		{args: []string{"extra"}, want: `unexpected argument "extra" (settings are flags or environment variables)`},
+		{args: []string{"-addr", ""}, want: `SANDO_ADDR: must not be empty (e.g. :8080)`},
+	}
+	for _, tt := range tests {
+		_, err := load(tt.env, tt.args...)
+		require.Error(t, err, "%v %v", tt.env, tt.args)
+		require.Equal(t, tt.want, err.Error())
+	}
+}

@@ -1,0 +1,70 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"sando/pipeline"
+)
+
+// TypePrune deletes finished runs past retention, with their logs and
+// staged artifacts, so Redis memory and the data dir stay bounded.
+const TypePrune = "sando:prune"
+
+// PruneInterval is how often the fleet prunes; each sweep deletes at most
+// pruneBatch runs, so a backlog drains over a few sweeps without one long
+// Lua script blocking Redis.
+const (
+	PruneInterval = 10 * time.Minute
+	pruneBatch    = 500
+)
+
+// Retention is how long finished runs are kept: for Age, or the newest
+// Runs of them, whichever keeps more.
+type Retention struct {
+	Age  time.Duration
+	Runs int
+}
+
+// EnqueuePrune queues this window's prune (the window is the task id, as
+// for the janitor, so the fleet prunes once per interval).
+func EnqueuePrune(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, now time.Time) error {
+	window := now.Unix() / int64(PruneInterval/time.Second)
+	body, _ := json.Marshal(struct{}{})
+	_, err := q.EnqueueContext(ctx, asynq.NewTask(TypePrune, body),
+		asynq.Queue("system"),
+		asynq.TaskID(p.Name+":prune:"+strconv.FormatInt(window, 10)),
+		asynq.MaxRetry(0),
+		asynq.Timeout(PruneInterval),
+		asynq.Retention(2*PruneInterval),
+	)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	return err
+}
+
+func (r *Runner) prune(ctx context.Context, _ *asynq.Task) error {
+	if r.Retention.Age <= 0 {
+		return nil // retention off
+	}
+	ids, err := r.Store.Prune(ctx, time.Now().Add(-r.Retention.Age), r.Retention.Runs, pruneBatch)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		_ = os.RemoveAll(r.Layout.LogDir(id))
+		_ = os.RemoveAll(r.Layout.StageDir(id))
+		_ = os.RemoveAll(r.Layout.Worktree(id))
+	}
+	if len(ids) > 0 {
+		r.Logger.Info("pruned finished runs past retention", "runs", len(ids), "oldest", ids[0], "newest", ids[len(ids)-1])
+	}
+	return nil
+}
