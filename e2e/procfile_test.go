@@ -2,15 +2,22 @@ package e2e
 
 import (
 	"bufio"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"sando/internal/redistest"
 	"sando/pipeline"
 )
 
@@ -48,15 +55,17 @@ func readProcfile(t *testing.T, path string) []procfileEntry {
 	return entries
 }
 
-// TestProcfileCommandsBuild keeps the Procfile runnable: it names the api
-// and worker processes, and each `go run <pkg>` command's package builds.
-func TestProcfileCommandsBuild(t *testing.T) {
+// TestProcfileRuns runs the Procfile the way a Procfile runner does
+// (honcho start -c worker=2): each command under sh -c from the repository
+// root, in its own process group, with PORT set and REDIS_URL pointing at
+// a real redis-server. A run must pass through those processes, and
+// SIGTERM must stop each of them cleanly.
+func TestProcfileRuns(t *testing.T) {
 	t.Parallel()
 	root, err := filepath.Abs("..")
 	require.NoError(t, err)
 	path := filepath.Join(root, "Procfile")
 	entries := readProcfile(t, path)
-
 	seen := map[string]bool{}
 	for _, e := range entries {
 		require.False(t, seen[e.name], "%s:%d: process %q defined twice", path, e.line, e.name)
@@ -66,19 +75,66 @@ func TestProcfileCommandsBuild(t *testing.T) {
 		require.True(t, seen[want], "%s: no %q process", path, want)
 	}
 
-	out := t.TempDir()
+	redis := redistest.Start(t)
+	proj := newProject(t, map[string]string{"VERSION": "3.1.4\n"})
+	cfgPath := filepath.Join(t.TempDir(), "sando.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("repo: "+proj.dir+"\nbuild: echo built\ngates:\n  - kind: unit\n    run: echo ok\n"), 0o644))
+	dataDir := t.TempDir()
+	port := freePort(t)
+
+	var procs []*exec.Cmd
 	for _, e := range entries {
-		fields := strings.Fields(e.command)
-		require.True(t, len(fields) >= 3 && fields[0] == "go" && fields[1] == "run" &&
-			!strings.HasPrefix(fields[2], "-"),
-			"%s:%d: process %q: command %q is not of the form `go run <pkg> [args]`; "+
-				"this test only knows how to check that form", path, e.line, e.name, e.command)
-		pkg := fields[2]
-		cmd := exec.Command("go", "build", "-o", filepath.Join(out, e.name), pkg)
-		cmd.Dir = root
-		b, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s:%d: process %q: go build %s: %s", path, e.line, e.name, pkg, b)
+		copies := 1
+		if e.name == "worker" {
+			copies = 2
+		}
+		for range copies {
+			cmd := exec.Command("sh", "-c", e.command)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "REDIS_URL="+redis.URL(), "SANDO_CONFIG="+cfgPath,
+				"SANDO_DATA_DIR="+dataDir, "PORT="+port, "SANDO_POLL_INTERVAL=10ms", "SANDO_SHUTDOWN_TIMEOUT=2s")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+			require.NoError(t, cmd.Start(), "%s:%d: %s", path, e.line, e.command)
+			procs = append(procs, cmd)
+			t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+		}
 	}
+
+	s := &stack{t: t, base: "http://127.0.0.1:" + port}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(s.base + "/readyz") // go run compiles first
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 2*time.Minute, 100*time.Millisecond, "the Procfile's api never answered on PORT")
+	m := s.waitTerminal(s.rebuild(""))
+	require.Equal(t, "passed", m["result"], "view: %v", m)
+	require.Equal(t, "3.1.4", m["version"])
+
+	// A runner stops its processes with SIGTERM to each group.
+	for _, cmd := range procs {
+		require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM))
+	}
+	for _, cmd := range procs {
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%q did not stop within 20s of SIGTERM", strings.Join(cmd.Args, " "))
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
 // TestDeployPipelineLoads keeps the docker-compose demo's pipeline file
