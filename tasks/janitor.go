@@ -54,14 +54,21 @@ func Deadline(p *pipeline.Pipeline, phase run.Phase) time.Duration {
 // interval; the task id names the window, so the fleet sweeps once per
 // interval however many workers there are.
 func EnqueueJanitor(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, now time.Time) error {
-	window := now.Unix() / int64(JanitorInterval/time.Second)
+	return enqueuePeriodic(ctx, q, p, TypeJanitor, "janitor", JanitorInterval, now)
+}
+
+// enqueuePeriodic queues a fleet-wide maintenance task once per window of
+// interval: the window is in the task id, and the id stays taken (as
+// pending, active or retained) for the rest of the window.
+func enqueuePeriodic(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, typ, name string, interval time.Duration, now time.Time) error {
+	window := now.Unix() / int64(interval/time.Second)
 	body, _ := json.Marshal(struct{}{})
-	_, err := q.EnqueueContext(ctx, asynq.NewTask(TypeJanitor, body),
+	_, err := q.EnqueueContext(ctx, asynq.NewTask(typ, body),
 		asynq.Queue("system"),
-		asynq.TaskID(p.Name+":janitor:"+strconv.FormatInt(window, 10)),
-		asynq.MaxRetry(0), // the next window sweeps again
-		asynq.Timeout(JanitorInterval),
-		asynq.Retention(2*JanitorInterval),
+		asynq.TaskID(p.Name+":"+name+":"+strconv.FormatInt(window, 10)),
+		asynq.MaxRetry(0), // the next window runs it again
+		asynq.Timeout(interval),
+		asynq.Retention(2*interval),
 	)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil

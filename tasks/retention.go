@@ -2,10 +2,7 @@ package tasks
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -32,22 +29,10 @@ type Retention struct {
 	Runs int
 }
 
-// EnqueuePrune queues this window's prune (the window is the task id, as
-// for the janitor, so the fleet prunes once per interval).
+// EnqueuePrune queues this window's prune, once for the fleet (see
+// enqueuePeriodic).
 func EnqueuePrune(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, now time.Time) error {
-	window := now.Unix() / int64(PruneInterval/time.Second)
-	body, _ := json.Marshal(struct{}{})
-	_, err := q.EnqueueContext(ctx, asynq.NewTask(TypePrune, body),
-		asynq.Queue("system"),
-		asynq.TaskID(p.Name+":prune:"+strconv.FormatInt(window, 10)),
-		asynq.MaxRetry(0),
-		asynq.Timeout(PruneInterval),
-		asynq.Retention(2*PruneInterval),
-	)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil
-	}
-	return err
+	return enqueuePeriodic(ctx, q, p, TypePrune, "prune", PruneInterval, now)
 }
 
 func (r *Runner) prune(ctx context.Context, _ *asynq.Task) error {
