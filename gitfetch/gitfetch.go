@@ -122,8 +122,14 @@ func (e *gitError) Error() string {
 	if msg == "" {
 		msg = e.result
 	}
-	return fmt.Sprintf("git %s: %s", e.args[0], msg)
+	return fmt.Sprintf("git %s: %s", e.args[0], Redact(msg))
 }
+
+var userinfo = regexp.MustCompile(`(://)[^/@\s]+@`)
+
+// Redact hides credentials in URLs ("https://user:token@host/…"), so a
+// repository URL with a token never reaches a failure summary or a log.
+func Redact(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }
 
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

@@ -81,3 +81,13 @@ func TestFetchBadRepoIsNotNotFound(t *testing.T) {
 	var nf *NotFoundError
 	require.NotErrorAs(t, err, &nf, "an unreachable repository may come back: it is retried, not final")
 }
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "fatal: repository 'https://***@git.example.com/app.git/' not found",
+		Redact("fatal: repository 'https://ci:ghp_s3cret@git.example.com/app.git/' not found"))
+	require.Equal(t, "no url here", Redact("no url here"))
+	_, err := Fetch(context.Background(), Options{Repo: "http://user:tok3n@127.0.0.1:1/x.git", Dir: filepath.Join(t.TempDir(), "wt"), Env: os.Environ()}, Want{Ref: "main"})
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "tok3n")
+}
