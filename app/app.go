@@ -145,6 +145,8 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		Watch:    hub,
 		Draining: drainCtx,
 		Metrics:  p.metrics,
+
+		NoSupersede: cfg.NoSupersede,
 	}
 	p.metrics.Register(metrics.NewQueueCollector(inspector, log))
 	p.metrics.GaugeFunc("sando_longpoll_waiters", "Requests held in a long-poll on this API process.",
@@ -242,6 +244,7 @@ func Main(program string, run func(context.Context, config.Config, *slog.Logger)
 		os.Exit(2)
 	}
 	log := logging.New(cfg.LogLevel, os.Stderr)
+	redisconn.SetLogger(log) // go-redis's own messages as JSON lines too
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = run(ctx, cfg, log)

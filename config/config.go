@@ -34,6 +34,11 @@ type Config struct {
 	// MonitoringReadOnly (SANDO_MONITORING_READONLY) serves Asynqmon at
 	// /monitoring/ without its destructive actions (non-GET calls get 405).
 	MonitoringReadOnly bool
+
+	// NoSupersede (SANDO_SUPERSEDE=0) keeps older building runs alive on
+	// a new /rebuild, for benchmarks that need many runs building at once.
+	// The zero value supersedes, so a Config literal keeps the default.
+	NoSupersede bool
 }
 
 // Defaults, documented in the README's configuration table.
@@ -120,6 +125,15 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	default:
 		errs = append(errs, fmt.Errorf("SANDO_MONITORING_READONLY=%q: want 1, true, 0 or false", v))
 	}
+	switch v := getenv("SANDO_SUPERSEDE"); v {
+	case "":
+	case "1", "true":
+		c.NoSupersede = false
+	case "0", "false":
+		c.NoSupersede = true
+	default:
+		errs = append(errs, fmt.Errorf("SANDO_SUPERSEDE=%q: want 1, true, 0 or false", v))
+	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -136,6 +150,11 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running phases get on SIGTERM (SANDO_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (SANDO_LOG_LEVEL)")
 	fs.BoolVar(&c.MonitoringReadOnly, "monitoring-readonly", c.MonitoringReadOnly, "Asynqmon at /monitoring/ without destructive actions (SANDO_MONITORING_READONLY)")
+	fs.BoolFunc("supersede", "a new /rebuild aborts older building runs: true or false (SANDO_SUPERSEDE; default true)", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		c.NoSupersede = !b
+		return err
+	})
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

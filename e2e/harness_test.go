@@ -78,6 +78,7 @@ type stack struct {
 type stackOpts struct {
 	pipeline string // YAML; "repo:" is added
 	embedded bool   // no REDIS_URL: miniredis + in-process worker
+	redisURL string // REDIS_URL of a Redis the test started (a cluster); default: a fresh redis-server
 	workers  int    // separate in-process workers (default 1 unless embedded)
 	token    string
 	secret   string // SANDO_WEBHOOK_SECRET
@@ -98,7 +99,9 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 5 * time.Second, LogLevel: "debug",
 		Token: o.token, WebhookSecret: o.secret, WorkerAddr: o.workerAddr, MonitoringReadOnly: o.monitoringReadOnly,
 	}
-	if !o.embedded {
+	if o.redisURL != "" {
+		cfg.RedisURL = o.redisURL
+	} else if !o.embedded {
 		s.redis = redistest.Start(t)
 		cfg.RedisURL = s.redis.URL()
 	}

@@ -51,10 +51,19 @@ func statusOf(err error) (int, string) {
 		return http.StatusUnprocessableEntity,
 			"this Idempotency-Key was used with a different request body; use a new key"
 	case errors.Is(err, errUnavailable), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, redis.ErrClosed), errors.As(err, &ne):
+		errors.Is(err, redis.ErrClosed), errors.As(err, &ne), redisNotServing(err):
 		return http.StatusServiceUnavailable, errUnavailable.Error()
 	}
 	return http.StatusInternalServerError, "internal error"
+}
+
+// redisNotServing: Redis answered but cannot serve yet (loading its data
+// after a restart, a cluster or failover in progress), or no connection
+// to it was free in time.
+func redisNotServing(err error) bool {
+	return redis.IsLoadingError(err) || redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
+		redis.IsMasterDownError(err) || redis.IsReadOnlyError(err) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
 }
 
 // abort answers err as problem+json and stops the handler chain.

@@ -89,7 +89,7 @@ func (s *Server) rebuild(c *gin.Context) {
 		return
 	}
 	created, err := s.Store.Create(c, runstore.CreateRequest{
-		SHA: req.SHA, Ref: req.Ref,
+		SHA: req.SHA, Ref: req.Ref, NoSupersede: s.NoSupersede,
 		IdempotencyKey: key, Fingerprint: "sha=" + req.SHA + "\x00ref=" + req.Ref,
 	})
 	if err != nil {

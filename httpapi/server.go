@@ -49,6 +49,9 @@ type Server struct {
 	Draining context.Context
 	// Metrics records requests and run counts; nil records nothing.
 	Metrics *metrics.Metrics
+	// NoSupersede keeps older building runs alive on /rebuild
+	// (SANDO_SUPERSEDE=0, for benchmarks).
+	NoSupersede bool
 	// Extra mounts more routes (Asynqmon) on the engine.
 	Extra func(*gin.Engine)
 	Now   func() time.Time

@@ -69,7 +69,7 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	cmd.Env = s.Env
 	cmd.Stdout = s.Output
 	cmd.Stderr = s.Output
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr() // own group; on Linux, dies with the worker
 	// On cancel, ask the whole group to stop; exec kills the leader after
 	// WaitDelay, and killGroup below takes care of the rest.
 	cmd.Cancel = func() error { return signalGroup(cmd, syscall.SIGTERM) }

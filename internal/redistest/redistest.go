@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,10 +48,21 @@ func Start(t testing.TB, extra ...string) *Server {
 	if _, err := exec.LookPath(Binary()); err != nil {
 		t.Fatalf("redis-server not found (install it, or set REDIS_SERVER): %v", err)
 	}
+	return startWith(t, func() ([]string, error) { return extra, nil })
+}
+
+// startWith is Start with the extra arguments made afresh for each try
+// (a cluster node needs a second free port).
+func startWith(t testing.TB, extra func() ([]string, error)) *Server {
+	t.Helper()
 	s := &Server{dir: t.TempDir()}
 	var lastErr error
 	for range 5 { // a free port can be taken between probe and bind
 		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		more, err := extra()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +71,7 @@ func Start(t testing.TB, extra ...string) *Server {
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", s.dir,
 			"--maxmemory-policy", "noeviction", // asynq's keys must never be evicted
-		}, extra...)
+		}, more...)
 		if lastErr = s.start(); lastErr == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -98,6 +110,7 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused one too
 	_ = s.cmd.Wait()
 	s.cmd = nil
 }
@@ -106,6 +119,30 @@ func (s *Server) Stop() {
 func (s *Server) Restart() error {
 	s.Stop()
 	return s.start()
+}
+
+// StartPersistent is Start with an append-only file fsynced on every
+// write, so a Restart (even after a kill -9) keeps everything Redis
+// acknowledged.
+func StartPersistent(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	return Start(t, append([]string{"--appendonly", "yes", "--appendfsync", "always"}, extra...)...)
+}
+
+// Pause stops the server process (SIGSTOP): connections stay open and
+// nothing answers, as with a hung or partitioned Redis. Resume undoes it.
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return fmt.Errorf("redis-server on %s is not running", s.Addr)
+	}
+	return s.cmd.Process.Signal(sig)
 }
 
 // URL is the server's redis:// URL.
