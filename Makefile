@@ -2,7 +2,7 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: run test lint build bench clean
+.PHONY: run test lint build bench clean fuzz
 
 ## run: Sando on the embedded Redis with an in-process worker, building sando.yaml
 run:
@@ -19,10 +19,30 @@ lint:
 	$(GO) vet ./...
 	@if command -v golangci-lint >/dev/null; then golangci-lint run; else echo "golangci-lint not installed: skipped"; fi
 
+## fuzz: every fuzz target (found with `go test -list`) for FUZZTIME each;
+## their seed corpora already run in `make test`
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; \
+	list=$$($(GO) test -list '^Fuzz' ./...) || { echo "$$list"; exit 1; }; \
+	targets=$$(echo "$$list" | awk '/^Fuzz/ {f[n++] = $$1} /^ok/ {for (i = 0; i < n; i++) print $$2, f[i]; n = 0}'); \
+	test -n "$$targets" || { echo "fuzz: no fuzz targets found"; exit 1; }; \
+	echo "$$targets" | while read -r pkg fn; do \
+		echo "fuzz: $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
+	done
+
 ## build: static binaries in bin/
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/sando-api ./cmd/api
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/sando-worker ./cmd/worker
+
+## bench: Sando side by side with bare asynq, bare Gin and the work itself,
+## on a redis-server of its own; prints the table and writes BENCHMARKS.md
+## (about 10 minutes on 2 cores). BENCHFLAGS=-short runs it once, tiny.
+BENCHFLAGS ?=
+bench:
+	$(GO) run ./bench $(BENCHFLAGS)
 
 clean:
 	rm -rf bin data
