@@ -115,6 +115,14 @@ func (s *Server) rebuild(c *gin.Context) {
 		}
 	} else {
 		c.Header("Idempotent-Replayed", "true")
+		// The first request may have died between its create and its
+		// enqueue; enqueueing again is safe (the fetch's task id is fixed).
+		if res, err := s.Store.Result(c, created.ID); err == nil && res == run.ResultBuilding {
+			if err := tasks.EnqueueFirst(c, s.Queue, s.Pipeline, created.ID); err != nil {
+				s.abort(c, fmt.Errorf("%w: %v", errUnavailable, err))
+				return
+			}
+		}
 	}
 	url := "/runs/" + strconv.FormatInt(created.ID, 10)
 	c.Header("Location", url)

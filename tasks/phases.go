@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -43,6 +44,22 @@ type Runner struct {
 	Metrics *metrics.Metrics
 	// Retention says which finished runs the prune task deletes.
 	Retention Retention
+
+	inflight sync.WaitGroup // phase handlers running, for Drain
+}
+
+// Drain waits up to d for running phase handlers to return. asynq's
+// Shutdown returns once it has handed unfinished tasks back, possibly
+// before their handlers have killed their process groups.
+func (r *Runner) Drain(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { r.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // Register routes every phase's task type to the runner.
@@ -54,6 +71,10 @@ func (r *Runner) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeJanitor, r.sweep)
 	mux.HandleFunc(TypePrune, r.prune)
 }
+
+// errSettled: the run was settled by someone else (cancel, supersede)
+// while this phase worked; the phase stops without running more.
+var errSettled = errors.New("run settled elsewhere")
 
 // verdict is how a phase's work ended.
 type verdict struct {
@@ -91,6 +112,8 @@ func (r *Runner) decode(t *asynq.Task) (Payload, step, error) {
 // handle runs one phase task: check the run is still building, move it to
 // the phase, do the work, then enqueue the next phase or settle the run.
 func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
+	r.inflight.Add(1)
+	defer r.inflight.Done()
 	p, s, err := r.decode(t)
 	if err != nil {
 		r.Logger.Error("poison task", "type", t.Type(), "err", err)
@@ -149,7 +172,7 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 // outcomeOf names how a phase task ended, for metrics.
 func outcomeOf(err error, v verdict, workCtx context.Context) string {
 	switch {
-	case workCtx.Err() != nil:
+	case workCtx.Err() != nil || errors.Is(v.err, errSettled):
 		return "canceled"
 	case v.failure != "":
 		return "failed"
@@ -165,7 +188,7 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	switch {
-	case workCtx.Err() != nil:
+	case workCtx.Err() != nil || errors.Is(v.err, errSettled):
 		// Canceled (supersede, cancel) or shutting down. A finished run has
 		// nothing left to do; otherwise hand the task back to asynq.
 		if res, err := r.Store.Result(wctx, id); err == nil && res.Terminal() {
@@ -375,7 +398,10 @@ func (r *Runner) gate(ctx context.Context, cur *run.Run, i int) verdict {
 	step := "gate-" + g.Kind
 	ref := datadir.LogRef(cur.ID, step)
 	record := func(st run.GateStatus, kind, logRef string) error {
-		_, err := r.Store.SetGate(ctx, cur.ID, r.Pipeline.Tier, cur.Version, run.Gate{Kind: kind, Status: st, LogRef: logRef})
+		o, err := r.Store.SetGate(ctx, cur.ID, r.Pipeline.Tier, cur.Version, run.Gate{Kind: kind, Status: st, LogRef: logRef})
+		if err == nil && o == runstore.Finished {
+			return errSettled // canceled or superseded since the phase began
+		}
 		return err
 	}
 	if err := record(run.GateRunning, g.Kind, ref); err != nil {

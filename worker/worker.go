@@ -35,7 +35,9 @@ type Config struct {
 // Worker is a started asynq server.
 type Worker struct {
 	srv         *asynq.Server
+	runner      *tasks.Runner
 	stopJanitor context.CancelFunc
+	log         *slog.Logger
 }
 
 // Start begins processing the phase queues with runner.
@@ -65,7 +67,7 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 	logger.Info("worker started", "concurrency", conc, "queues", tasks.Queues)
 	ctx, stop := context.WithCancel(context.Background())
 	go janitor(ctx, runner, logger)
-	return &Worker{srv: srv, stopJanitor: stop}, nil
+	return &Worker{srv: srv, runner: runner, stopJanitor: stop, log: logger}, nil
 }
 
 // janitor offers the fleet's janitor sweep and prune twice per window;
@@ -96,6 +98,11 @@ func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
 func (w *Worker) Shutdown() {
 	w.stopJanitor()
 	w.srv.Shutdown()
+	// asynq has handed unfinished tasks back and cancelled their contexts;
+	// wait for the handlers to have killed their process groups.
+	if !w.runner.Drain(10 * time.Second) {
+		w.log.Warn("phase handlers still running 10s after shutdown")
+	}
 }
 
 // asynqLogger routes asynq's printf-style logs into slog.
