@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"sando/datadir"
+	"sando/gitfetch"
+	sproc "sando/proc"
+	"sando/runstore"
+	"sando/runview"
+	"sando/tasks"
+	"sando/version"
+)
+
+// ---------------------------------------------------------------- bare asynq chain
+
+// chains is the naive asynq chain: a task type whose handler enqueues the
+// next link until the chain has length tasks. It runs in the bench process
+// on its own queue of the same Redis.
+type chains struct {
+	srvs   []*asynq.Server
+	client *asynq.Client
+	queue  string
+	length int
+
+	mu   sync.Mutex
+	done map[string]chan struct{}
+	seq  atomic.Int64
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Debug(...any) {}
+func (nopLogger) Info(...any)  {}
+func (nopLogger) Warn(...any)  {}
+func (nopLogger) Error(...any) {}
+func (nopLogger) Fatal(...any) {}
+
+// startChains runs servers asynq servers of conc each on queue, polling
+// every interval (0: asynq's default, 1 s). extraQueues are served too
+// (empty), to price Sando's five-queue layout when idle.
+func startChains(addr, queue string, servers, conc int, interval time.Duration, length int, extraQueues ...string) (*chains, error) {
+	c := &chains{queue: queue, length: length, done: map[string]chan struct{}{}}
+	c.client = asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
+	queues := map[string]int{queue: 1}
+	for i, q := range extraQueues {
+		queues[q] = i + 2
+	}
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("bench:link", c.handle)
+	for range servers {
+		srv := asynq.NewServer(asynq.RedisClientOpt{Addr: addr}, asynq.Config{
+			Concurrency:       conc,
+			Queues:            queues,
+			StrictPriority:    len(extraQueues) > 0,
+			TaskCheckInterval: interval,
+			Logger:            nopLogger{},
+			LogLevel:          asynq.FatalLevel,
+		})
+		if err := srv.Start(mux); err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.srvs = append(c.srvs, srv)
+	}
+	return c, nil
+}
+
+func (c *chains) Stop() {
+	for _, s := range c.srvs {
+		s.Shutdown()
+	}
+	_ = c.client.Close()
+}
+
+func (c *chains) handle(ctx context.Context, t *asynq.Task) error {
+	id, step, _ := strings.Cut(string(t.Payload()), ":")
+	n, _ := strconv.Atoi(step)
+	if n+1 < c.length {
+		_, err := c.client.EnqueueContext(ctx, asynq.NewTask("bench:link", []byte(id+":"+strconv.Itoa(n+1))), asynq.Queue(c.queue))
+		return err
+	}
+	c.mu.Lock()
+	ch := c.done[id]
+	delete(c.done, id)
+	c.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+	return nil
+}
+
+// start enqueues the first link of a new chain; the channel closes when
+// the last link ran.
+func (c *chains) start(ctx context.Context) (<-chan struct{}, error) {
+	id := strconv.FormatInt(c.seq.Add(1), 10)
+	ch := make(chan struct{})
+	c.mu.Lock()
+	c.done[id] = ch
+	c.mu.Unlock()
+	_, err := c.client.EnqueueContext(ctx, asynq.NewTask("bench:link", []byte(id+":0")), asynq.Queue(c.queue))
+	return ch, err
+}
+
+// One runs a chain on an otherwise idle system: enqueue to last link done.
+func (c *chains) One(ctx context.Context) (time.Duration, error) {
+	t0 := time.Now()
+	ch, err := c.start(ctx)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-ch:
+		return time.Since(t0), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(60 * time.Second):
+		return 0, errors.New("bare chain did not finish within 60s")
+	}
+}
+
+// Many starts n chains at once (8 enqueuers, as the API's clients would)
+// and returns when all have finished.
+func (c *chains) Many(ctx context.Context, n int) (time.Duration, error) {
+	t0 := time.Now()
+	dones := make([]<-chan struct{}, n)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	next := atomic.Int64{}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				ch, err := c.start(ctx)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				dones[i] = ch
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	timeout := time.After(10 * time.Minute)
+	for _, ch := range dones {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-timeout:
+			return 0, errors.New("bare chains did not finish within 10m")
+		}
+	}
+	return time.Since(t0), nil
+}
+
+// ---------------------------------------------------------------- the floor
+
+// floor does what Sando's phases do for the benchmark pipeline, with the
+// same packages, directly: fetch and check out the commit (gitfetch), read
+// the version, run build, stage and gate (`sh -c true` through proc, output
+// in log files), then drop the worktree. No Redis, no queue.
+type floor struct {
+	repo   string
+	layout datadir.Layout
+	env    []string
+	seq    atomic.Int64
+}
+
+func newFloor(repo, dir string) *floor {
+	return &floor{repo: repo, layout: datadir.Layout{Root: dir}, env: tasks.BaseEnv(nil)}
+}
+
+func (f *floor) One(ctx context.Context) error {
+	id := f.seq.Add(1)
+	dir := f.layout.Worktree(id)
+	logf, err := f.layout.Create(id, "fetch")
+	if err != nil {
+		return err
+	}
+	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{Repo: f.repo, Dir: dir, Log: logf, Env: f.env, Timeout: 2 * time.Minute},
+		gitfetch.Want{Ref: "main"})
+	logf.Close()
+	if err != nil {
+		return err
+	}
+	ver, err := version.Read(dir, "", sha)
+	if err != nil {
+		return err
+	}
+	env := append(append([]string(nil), f.env...),
+		"SANDO_RUN_ID="+strconv.FormatInt(id, 10), "SANDO_SHA="+sha, "SANDO_VERSION="+ver,
+		"SANDO_WORKTREE="+dir, "SANDO_STAGE_DIR="+f.layout.StageDir(id))
+	for _, step := range []string{"compile", "stage", "gate-unit"} {
+		if step == "stage" {
+			if err := os.MkdirAll(f.layout.StageDir(id), 0o755); err != nil {
+				return err
+			}
+		}
+		logf, err := f.layout.Create(id, step)
+		if err != nil {
+			return err
+		}
+		res, err := sproc.Run(ctx, sproc.Spec{Args: []string{"sh", "-c", "true"}, Dir: dir, Output: logf, Timeout: time.Minute, Env: env})
+		logf.Close()
+		if err != nil {
+			return err
+		}
+		if !res.OK() {
+			return fmt.Errorf("%s: %s", step, res.Describe(time.Minute))
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
+// Many does n runs' work with par goroutines.
+func (f *floor) Many(ctx context.Context, n, par int) (time.Duration, error) {
+	t0 := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for range par {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if err := f.One(ctx); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+// ---------------------------------------------------------------- roles
+
+// roleEnv makes the bench binary (or its test binary) play a part in a
+// separate process: a baseline server, or Sando itself with pprof.
+const roleEnv = "SANDO_BENCH_ROLE"
+
+func runRole(role string) int {
+	var err error
+	if addr := os.Getenv("BENCH_PPROF_ADDR"); addr != "" && !strings.HasPrefix(role, "sando-") {
+		go func() { _ = http.ListenAndServe(addr, http.DefaultServeMux) }()
+	}
+	switch role {
+	case "load":
+		err = loadRole()
+	case "gin":
+		err = ginBaseline()
+	case "asynq-idle":
+		err = asynqIdle()
+	case "sando-api", "sando-worker":
+		err = sandoWithPprof(role)
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, `{"msg":"role failed","err":%q}`+"\n", err.Error())
+		return 1
+	}
+	return 0
+}
+
+// loadRole is the HTTP load generator on its own, for experiments:
+// BENCH_TARGET=host:port BENCH_PATH=/runs/1 [BENCH_CONNS=64 BENCH_DUR=3s].
+func loadRole() error {
+	conns, _ := strconv.Atoi(os.Getenv("BENCH_CONNS"))
+	dur, _ := time.ParseDuration(os.Getenv("BENCH_DUR"))
+	if conns == 0 {
+		conns = 64
+	}
+	if dur == 0 {
+		dur = 3 * time.Second
+	}
+	r, err := httpLoad(context.Background(), os.Getenv("BENCH_TARGET"), os.Getenv("BENCH_PATH"), conns, 500*time.Millisecond, dur, 200)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%.0f req/s  p50 %.2f ms  p99 %.2f ms  body %d B  total %d\n", r.RPS, ms(r.P50), ms(r.P99), r.Bytes, r.Total)
+	return nil
+}
+
+func announce(msg, addr string) {
+	fmt.Fprintf(os.Stderr, `{"msg":%q,"addr":%q}`+"\n", msg, addr)
+}
+
+// ginBaseline serves the Gin baselines of the poll benchmark:
+//
+//	GET /runs/:id  the naive handler: one HGETALL, rendered (same view)
+//	GET /static    a fixed JSON body of the finished run's size
+func ginBaseline() error {
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("BENCH_REDIS_ADDR"), PoolSize: 64})
+	store := runstore.New(rdb, os.Getenv("BENCH_PIPELINE"))
+	static, err := os.ReadFile(os.Getenv("BENCH_STATIC_FILE"))
+	if err != nil {
+		return err
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.GET("/runs/:id", func(c *gin.Context) {
+		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+		if err != nil {
+			c.Status(http.StatusBadRequest)
+			return
+		}
+		run, err := store.Get(c, id)
+		if err != nil {
+			c.Status(http.StatusNotFound)
+			return
+		}
+		c.JSON(http.StatusOK, runview.Of(run))
+	})
+	r.GET("/static", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", static) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	announce("baseline listening", ln.Addr().String())
+	return serveUntilTerm(&http.Server{Handler: r}, ln)
+}
+
+// asynqIdle is a bare asynq server idling on Sando's five queues, to
+// price what asynq alone costs at rest.
+func asynqIdle() error {
+	conc, _ := strconv.Atoi(os.Getenv("BENCH_CONCURRENCY"))
+	interval, _ := time.ParseDuration(os.Getenv("BENCH_POLL_INTERVAL"))
+	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: os.Getenv("BENCH_REDIS_ADDR")}, asynq.Config{
+		Concurrency: conc, Queues: tasks.Queues, StrictPriority: true, TaskCheckInterval: interval,
+		Logger: nopLogger{}, LogLevel: asynq.FatalLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error { return nil })
+	if err := srv.Start(mux); err != nil {
+		return err
+	}
+	announce("asynq started", "")
+	waitTerm()
+	srv.Shutdown()
+	return nil
+}
+
+func waitTerm() {
+	ch := make(chan os.Signal, 1)
+	notifyTerm(ch)
+	<-ch
+}
+
+func serveUntilTerm(srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	ch := make(chan os.Signal, 1)
+	notifyTerm(ch)
+	select {
+	case err := <-errc:
+		return err
+	case <-ch:
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(ctx)
+	}
+}
+
+// startRole runs this very binary in a role.
+func (b *bench) startRole(role string, env []string, logName string) (*proc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return startProc(role, self, nil, append([]string{roleEnv + "=" + role}, env...), filepath.Join(b.work, logName),
+		func(m map[string]any) (string, bool) {
+			msg, _ := m["msg"].(string)
+			addr, _ := m["addr"].(string)
+			return addr, msg == "baseline listening" || msg == "asynq started" || msg == "api listening" || msg == "worker started"
+		})
+}

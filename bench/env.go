@@ -1,0 +1,675 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ---------------------------------------------------------------- redis
+
+// redisServer is a redis-server child on a free loopback port, started the
+// way the test suite starts one (internal/redistest), without testing.TB.
+type redisServer struct {
+	Addr string
+	Port int
+	dir  string
+	cmd  *exec.Cmd
+
+	// ctl is the bench's own client; own counts the commands it sent, so
+	// they can be taken out of INFO commandstats deltas.
+	ctl *redis.Client
+	own *cmdCounter
+}
+
+func startRedis(dir string) (*redisServer, error) {
+	bin := "redis-server"
+	if b := os.Getenv("REDIS_SERVER"); b != "" {
+		bin = b
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return nil, fmt.Errorf("redis-server not found (install it, or set REDIS_SERVER): %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &redisServer{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+		s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir,
+			"--maxmemory-policy", "noeviction", "--maxclients", "20000")
+		s.cmd.Dir = dir
+		if err := s.cmd.Start(); err != nil {
+			return nil, err
+		}
+		if lastErr = waitPing(s.Addr, 5*time.Second); lastErr != nil {
+			_ = s.cmd.Process.Kill()
+			_ = s.cmd.Wait()
+			continue
+		}
+		s.own = &cmdCounter{n: map[string]int64{}}
+		s.ctl = redis.NewClient(&redis.Options{Addr: s.Addr, PoolSize: 4})
+		s.ctl.AddHook(s.own)
+		return s, nil
+	}
+	return nil, fmt.Errorf("start redis-server: %w", lastErr)
+}
+
+func (s *redisServer) Stop() {
+	if s == nil || s.cmd == nil {
+		return
+	}
+	_ = s.ctl.Close()
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+func (s *redisServer) URL() string { return "redis://" + s.Addr }
+
+func (s *redisServer) Client() *redis.Client { return redis.NewClient(&redis.Options{Addr: s.Addr}) }
+
+// Flush empties Redis between benchmarks (queues are shared by name).
+func (s *redisServer) Flush(ctx context.Context) error { return s.ctl.FlushAll(ctx).Err() }
+
+func (s *redisServer) Version(ctx context.Context) string {
+	return infoField(s.ctl.Info(ctx, "server").Val(), "redis_version")
+}
+
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// cmdStats is INFO commandstats: calls per command, including the commands
+// Lua scripts run (Redis counts those too).
+type cmdStats map[string]int64
+
+// snapshot is INFO commandstats at one moment, with what the bench itself
+// had sent by then, so deltas can leave the bench's own calls out.
+type snapshot struct {
+	calls, own cmdStats
+}
+
+// Stats snapshots INFO commandstats.
+func (s *redisServer) Stats(ctx context.Context) (snapshot, error) {
+	own := s.own.snapshot()
+	info, err := s.ctl.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return snapshot{}, err
+	}
+	out := cmdStats{}
+	for _, line := range strings.Split(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
+		if !ok {
+			continue
+		}
+		name, fields, _ := strings.Cut(rest, ":")
+		for _, f := range strings.Split(fields, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				out[name], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return snapshot{calls: out, own: own}, nil
+}
+
+// Delta is what others sent between two snapshots: INFO is dropped
+// (only the bench calls it) and the bench's own commands are subtracted.
+func (s *redisServer) Delta(before, after snapshot) cmdStats {
+	d := cmdStats{}
+	for k, v := range after.calls {
+		if k == "info" {
+			continue
+		}
+		if n := v - before.calls[k] - (after.own[k] - before.own[k]); n > 0 {
+			d[k] = n
+		}
+	}
+	return d
+}
+
+func (d cmdStats) Total() int64 {
+	var n int64
+	for _, v := range d {
+		n += v
+	}
+	return n
+}
+
+// Top lists the commands with the most calls, "name n" each.
+func (d cmdStats) Top(k int, per float64) string {
+	type kv struct {
+		k string
+		v int64
+	}
+	var all []kv
+	for name, v := range d {
+		all = append(all, kv{name, v})
+	}
+	sortSlice(all, func(a, b kv) bool { return a.v > b.v || (a.v == b.v && a.k < b.k) })
+	var parts []string
+	for i, e := range all {
+		if i == k {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f", strings.ToUpper(e.k), float64(e.v)/per))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cmdCounter is a go-redis hook counting the commands a client sends.
+type cmdCounter struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func (c *cmdCounter) add(name string) {
+	c.mu.Lock()
+	c.n[strings.ReplaceAll(strings.ToLower(name), " ", "|")]++
+	c.mu.Unlock()
+}
+
+func (c *cmdCounter) snapshot() cmdStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(cmdStats, len(c.n))
+	for k, v := range c.n {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.add(cmd.Name())
+		return next(ctx, cmd)
+	}
+}
+
+func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			c.add(cmd.Name())
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func waitPing(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var err error
+	for time.Now().Before(deadline) {
+		var c net.Conn
+		c, err = net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+			_, err = c.Write([]byte("PING\r\n"))
+			if err == nil {
+				var line string
+				line, err = bufio.NewReader(c).ReadString('\n')
+				if err == nil && !strings.HasPrefix(line, "+PONG") {
+					err = fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+				}
+			}
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("redis-server on %s did not answer PING: %w", addr, err)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ---------------------------------------------------------------- machine
+
+type machine struct {
+	Cores   int
+	CPU     string
+	Kernel  string
+	Go      string
+	Redis   string
+	Git     string
+	Date    time.Time
+	MemoryG float64
+}
+
+func describeMachine(ctx context.Context, r *redisServer) machine {
+	m := machine{Cores: runtime.NumCPU(), Go: runtime.Version(), Redis: r.Version(ctx), Date: time.Now()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command("git", "--version").Output(); err == nil {
+		m.Git = strings.TrimPrefix(strings.TrimSpace(string(out)), "git version ")
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		if _, err := fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %f kB", &kb); err == nil {
+			m.MemoryG = kb / (1 << 20)
+		}
+	}
+	return m
+}
+
+// rssKiB is VmRSS of a process, from /proc/PID/status.
+func rssKiB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// ---------------------------------------------------------------- binaries
+
+// moduleRoot finds the directory of sando's go.mod from the working
+// directory up (go run ./bench runs at the root, go test in bench/).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module sando\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod of module sando not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// buildBinaries compiles the real commands (plain go build, as the e2e
+// suite does, so the build cache is shared).
+func buildBinaries(ctx context.Context, root, out string) (api, worker string, err error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", "", err
+	}
+	// One go build for both: it links them in parallel.
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out+string(filepath.Separator), "./cmd/api", "./cmd/worker")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("go build ./cmd/api ./cmd/worker: %v\n%s", err, b)
+	}
+	return filepath.Join(out, "api"), filepath.Join(out, "worker"), nil
+}
+
+// ---------------------------------------------------------------- the pipeline repo
+
+// makeRepo is a local git repository with one commit, the pipeline's repo.
+func makeRepo(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "VERSION"), []byte("1.0.0\n"), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("a project Sando rebuilds in the benchmarks\n"), 0o644); err != nil {
+		return "", err
+	}
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main"},
+		{"add", "-A"},
+		{"-c", "user.email=bench@example.com", "-c", "user.name=bench", "commit", "-q", "-m", "initial"},
+	} {
+		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("git %v: %v: %s", args, err, b)
+		}
+	}
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	return strings.TrimSpace(string(out)), err
+}
+
+// pipelineSpec is what the benchmark pipelines vary.
+type pipelineSpec struct {
+	Name string
+	Repo string
+	Gate string // the one gate's command
+}
+
+func (p pipelineSpec) yaml() string {
+	gate := p.Gate
+	if gate == "" {
+		gate = "true"
+	}
+	return fmt.Sprintf(`name: %s
+repo: %s
+branch: main
+build: "true"
+stage: "true"
+gates:
+  - kind: unit
+    run: %s
+`, p.Name, p.Repo, strconv.Quote(gate))
+}
+
+// ---------------------------------------------------------------- processes
+
+// proc is one Sando process (or a baseline server) the bench started.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	Addr string // where it listens, once ready
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) PID() int { return p.cmd.Process.Pid }
+
+func (p *proc) RSS() int64 {
+	n, _ := rssKiB(p.PID())
+	return n
+}
+
+// Stop sends SIGTERM and waits; SIGKILL after 15 s.
+func (p *proc) Stop() {
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// startProc runs bin with env added to the bench's environment, its stderr
+// (JSON logs) copied to logPath, and waits until ready sees a log line
+// (slog JSON) it accepts; ready returns the address, or "" to keep waiting.
+func startProc(name, bin string, args, env []string, logPath string, ready func(map[string]any) (string, bool)) (*proc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout = logf
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	readyc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = logf.Write(append(line, '\n'))
+			if signalled {
+				continue
+			}
+			var m map[string]any
+			if json.Unmarshal(line, &m) == nil {
+				if addr, ok := ready(m); ok {
+					readyc <- addr
+					signalled = true
+				}
+			}
+		}
+		_, _ = io.Copy(logf, stderr)
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	select {
+	case addr := <-readyc:
+		p.Addr = addr
+		return p, nil
+	case <-p.done:
+		b, _ := os.ReadFile(logPath)
+		return nil, fmt.Errorf("%s exited before it was ready (%v); log:\n%s", name, p.err, tail(string(b), 2000))
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-p.done
+		return nil, fmt.Errorf("%s not ready within 30s (log: %s)", name, logPath)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// stackOpts is one Sando deployment: an API and some worker processes.
+type stackOpts struct {
+	Pipeline    pipelineSpec
+	Workers     int
+	Concurrency int
+	NoAPI       bool
+	// NoSupersede sets SANDO_SUPERSEDE=0 on the API (throughput).
+	NoSupersede bool
+	// Profile runs the API and workers as this binary in the sando-*
+	// roles: Sando's code, plus net/http/pprof on PprofAddr.
+	Profile bool
+}
+
+type stack struct {
+	API     *proc
+	Workers []*proc
+	Dir     string
+	DataDir string
+	// Pprof is where each process serves net/http/pprof (with Profile):
+	// "api", "worker-0", ...
+	Pprof map[string]string
+}
+
+// role returns the binary and extra environment of one process: the real
+// binary, or with profiling this program in a sando-* role.
+func (b *bench) role(s *stack, o stackOpts, name, bin, role string) (string, []string, error) {
+	if !o.Profile {
+		return bin, nil, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.Pprof[name] = addr
+	return self, []string{roleEnv + "=" + role, "BENCH_PPROF_ADDR=" + addr}, nil
+}
+
+func (b *bench) startStack(o stackOpts) (*stack, error) {
+	dir, err := os.MkdirTemp(b.work, "stack-"+o.Pipeline.Name+"-")
+	if err != nil {
+		return nil, err
+	}
+	s := &stack{Dir: dir, DataDir: filepath.Join(dir, "data"), Pprof: map[string]string{}}
+	cfg := filepath.Join(dir, "sando.yaml")
+	if err := os.WriteFile(cfg, []byte(o.Pipeline.yaml()), 0o644); err != nil {
+		return nil, err
+	}
+	env := []string{
+		"REDIS_URL=" + b.redis.URL(), "SANDO_CONFIG=" + cfg, "SANDO_DATA_DIR=" + s.DataDir,
+		"SANDO_POLL_INTERVAL=" + b.opt.PollInterval.String(),
+		"SANDO_CONCURRENCY=" + strconv.Itoa(max(1, o.Concurrency)),
+		"SANDO_LOG_LEVEL=info", "SANDO_TOKEN=", "SANDO_READ_TOKEN=", "SANDO_WORKER_ADDR=",
+	}
+	if !o.NoAPI {
+		apiEnv := append([]string{"SANDO_ADDR=127.0.0.1:0"}, env...)
+		if o.NoSupersede {
+			apiEnv = append(apiEnv, "SANDO_SUPERSEDE=0")
+		}
+		bin, extra, err := b.role(s, o, "api", b.apiBin, "sando-api")
+		if err != nil {
+			return nil, err
+		}
+		apiEnv = append(apiEnv, extra...)
+		s.API, err = startProc("sando-api", bin, nil, apiEnv, filepath.Join(dir, "api.log"),
+			func(m map[string]any) (string, bool) {
+				if m["msg"] == "api listening" {
+					a, _ := m["addr"].(string)
+					return a, true
+				}
+				return "", false
+			})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for i := range o.Workers {
+		bin, extra, err := b.role(s, o, fmt.Sprintf("worker-%d", i), b.workerBin, "sando-worker")
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		w, err := startProc(fmt.Sprintf("sando-worker-%d", i), bin, nil, append(env, extra...),
+			filepath.Join(dir, fmt.Sprintf("worker-%d.log", i)),
+			func(m map[string]any) (string, bool) { return "", m["msg"] == "worker started" })
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		s.Workers = append(s.Workers, w)
+	}
+	return s, nil
+}
+
+func (s *stack) Stop() {
+	if s == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, w := range s.Workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Stop() }()
+	}
+	wg.Wait()
+	s.API.Stop()
+}
+
+// ---------------------------------------------------------------- MONITOR
+
+// monitorCounts splits the commands Redis ran into those clients sent
+// (round trips) and those Lua scripts ran, from MONITOR. MONITOR costs
+// Redis time, so it only runs in untimed accounting passes.
+type monitorCounts struct {
+	Client, Lua cmdStats
+}
+
+// Monitor starts counting; stop ends it and returns the counts minus
+// what the bench itself sent meanwhile.
+func (s *redisServer) Monitor(ctx context.Context) (stop func() monitorCounts, err error) {
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(c, 1<<20)
+	if _, err := c.Write([]byte("MONITOR\r\n")); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+		c.Close()
+		return nil, fmt.Errorf("MONITOR: %q %v", line, err)
+	}
+	own0 := s.own.snapshot()
+	out := monitorCounts{Client: cmdStats{}, Lua: cmdStats{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			// +1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "…" …
+			_, rest, ok := strings.Cut(line, " [")
+			if !ok {
+				continue
+			}
+			src, rest, ok := strings.Cut(rest, "] \"")
+			if !ok {
+				continue
+			}
+			name, _, _ := strings.Cut(rest, "\"")
+			name = strings.ToLower(name)
+			if strings.HasSuffix(src, " lua") {
+				out.Lua[name]++
+			} else {
+				out.Client[name]++
+			}
+		}
+	}()
+	return func() monitorCounts {
+		own := s.own.snapshot()
+		time.Sleep(50 * time.Millisecond) // let the tail arrive
+		c.Close()
+		<-done
+		for k, v := range own {
+			out.Client[k] -= v - own0[k]
+			if out.Client[k] <= 0 {
+				delete(out.Client, k)
+			}
+		}
+		return out
+	}, nil
+}
