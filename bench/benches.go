@@ -737,7 +737,7 @@ func (b *bench) footprint(ctx context.Context) error {
 	settle := 2 * time.Second
 	window := 5 * time.Second
 	if o.Short {
-		settle, window = 200*time.Millisecond, 500*time.Millisecond
+		settle, window = 200*time.Millisecond, 300*time.Millisecond
 	}
 	time.Sleep(settle)
 	apiCold, wCold := s.API.RSS(), s.Workers[0].RSS()

@@ -64,7 +64,7 @@ func defaultOptions() options {
 // shorten is -short: every benchmark once, on tiny numbers.
 func (o *options) shorten() {
 	o.Short = true
-	o.Reps, o.LatencyRuns, o.DefaultRuns, o.Runs, o.Waiters, o.PollReps = 1, 3, 1, 8, 200, 1
+	o.Reps, o.LatencyRuns, o.DefaultRuns, o.Runs, o.Waiters, o.PollReps = 1, 3, 1, 4, 200, 1
 	o.Conns, o.LoadDur, o.Warmup, o.RBRequests = 8, 300*time.Millisecond, 100*time.Millisecond, 2000
 	o.Profile = false
 }
