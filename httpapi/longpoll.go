@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sando/run"
 	"sando/runview"
 	"time"
 
@@ -47,6 +48,12 @@ func (s *Server) view(ctx context.Context, id int64) (rendered, error) {
 	if err != nil {
 		return rendered{}, err
 	}
+	return s.render(r)
+}
+
+// render is the one place a run becomes its JSON view and strong ETag; a
+// finished run's rendering is kept, since it never changes again.
+func (s *Server) render(r *run.Run) (rendered, error) {
 	body, err := json.Marshal(runview.Of(r))
 	if err != nil {
 		return rendered{}, err
@@ -54,7 +61,7 @@ func (s *Server) view(ctx context.Context, id int64) (rendered, error) {
 	sum := sha256.Sum256(body)
 	v := rendered{body: body, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, terminal: r.Result.Terminal()}
 	if v.terminal {
-		s.cache.Add(id, v)
+		s.cache.Add(r.ID, v)
 	}
 	return v, nil
 }

@@ -3,8 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,18 +156,6 @@ func parseID(c *gin.Context) (int64, error) {
 	return id, nil
 }
 
-// writeView renders a run fetched by the caller (after a cancel).
-func (s *Server) writeView(c *gin.Context, status int, r *run.Run) {
-	body, err := json.Marshal(runview.Of(r))
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	sum := sha256.Sum256(body)
-	c.Header("ETag", `"`+hex.EncodeToString(sum[:12])+`"`)
-	c.Data(status, "application/json", body)
-}
-
 func etagMatches(header, etag string) bool {
 	for _, t := range strings.Split(header, ",") {
 		t = strings.TrimSpace(t)
@@ -245,7 +231,13 @@ func (s *Server) cancel(c *gin.Context) {
 	s.Metrics.Canceled()
 	s.stopTask(id, r.TaskID)
 	s.settled(c, id)
-	s.writeView(c, http.StatusOK, r)
+	v, err := s.render(r)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.Header("ETag", v.etag)
+	c.Data(http.StatusOK, "application/json", v.body)
 }
 
 func (s *Server) state(c *gin.Context) {
