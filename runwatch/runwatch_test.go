@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"sando/internal/redistest"
@@ -16,17 +17,7 @@ import (
 
 func TestWatchWakesOnPublish(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	h := Start(ctx, rdb, "events", slog.New(slog.NewTextHandler(io.Discard, nil)))
-
-	// Wait until subscribed.
-	require.Eventually(t, func() bool {
-		n, _ := rdb.PubSubNumSub(ctx, "events").Result()
-		return n["events"] == 1
-	}, 5*time.Second, 10*time.Millisecond)
+	ctx, rdb, h := subscribed(t)
 
 	const waiters = 500
 	var wg sync.WaitGroup
@@ -63,19 +54,26 @@ func TestWatchWakesOnPublish(t *testing.T) {
 
 func TestResubscribeWakesEveryone(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	h := Start(ctx, rdb, "events", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.Eventually(t, func() bool {
-		n, _ := rdb.PubSubNumSub(ctx, "events").Result()
-		return n["events"] == 1
-	}, 5*time.Second, 10*time.Millisecond)
+	ctx, rdb, h := subscribed(t)
 	w := h.Watch(1)
 	defer w.Close()
 	// Kill the subscription's connection: changes published meanwhile are
 	// lost, so the hub must wake its waiters once it is back.
 	require.NoError(t, rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err())
 	require.True(t, w.Wait(ctx, 10*time.Second))
+}
+
+// subscribed starts a hub on a fresh redis-server and waits until its
+// subscription is live.
+func subscribed(t *testing.T) (context.Context, *redis.Client, *Hub) {
+	t.Helper()
+	rdb := redistest.Start(t).Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h := Start(ctx, rdb, "events", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.Eventually(t, func() bool {
+		n, _ := rdb.PubSubNumSub(ctx, "events").Result()
+		return n["events"] == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	return ctx, rdb, h
 }
