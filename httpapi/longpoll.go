@@ -39,16 +39,20 @@ func newViewCache(size int) *viewCache {
 }
 
 // view renders run id: from the cache when finished, else with one
-// HGETALL.
+// HGETALL shared by every request for the run that arrived while the
+// previous read was in flight (see reads).
 func (s *Server) view(ctx context.Context, id int64) (rendered, error) {
 	if v, ok := s.cache.Get(id); ok {
 		return v, nil
 	}
-	r, err := s.Store.Get(ctx, id)
-	if err != nil {
-		return rendered{}, err
-	}
-	return s.render(r)
+	return s.reads.do(id, func() (rendered, error) {
+		// The read is shared: one client leaving must not fail the others.
+		r, err := s.Store.Get(context.WithoutCancel(ctx), id)
+		if err != nil {
+			return rendered{}, err
+		}
+		return s.render(r)
+	})
 }
 
 // render is the one place a run becomes its JSON view and strong ETag; a
@@ -66,13 +70,20 @@ func (s *Server) render(r *run.Run) (rendered, error) {
 	return v, nil
 }
 
+var jsonType = []string{"application/json"}
+
+// send writes a view. It sets headers by their canonical keys: this is the
+// hot path of every poll, and Header.Set would canonicalize per request.
 func (s *Server) send(c *gin.Context, v rendered) {
-	c.Header("ETag", v.etag)
-	if etagMatches(c.GetHeader("If-None-Match"), v.etag) {
+	h := c.Writer.Header()
+	h["Etag"] = []string{v.etag}
+	if inm := c.Request.Header["If-None-Match"]; len(inm) > 0 && etagMatches(inm[0], v.etag) {
 		c.Status(http.StatusNotModified)
 		return
 	}
-	c.Data(http.StatusOK, "application/json", v.body)
+	h["Content-Type"] = jsonType
+	c.Status(http.StatusOK)
+	_, _ = c.Writer.Write(v.body)
 }
 
 func parseWait(c *gin.Context) (time.Duration, error) {
@@ -105,10 +116,12 @@ func (s *Server) getRun(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	wait, err := parseWait(c)
-	if err != nil {
-		s.abort(c, err)
-		return
+	var wait time.Duration
+	if c.Request.URL.RawQuery != "" { // most polls have no query: skip parsing one
+		if wait, err = parseWait(c); err != nil {
+			s.abort(c, err)
+			return
+		}
 	}
 	inm := c.GetHeader("If-None-Match")
 	if wait == 0 || inm == "" || s.Watch == nil {

@@ -57,6 +57,7 @@ type Server struct {
 	Now   func() time.Time
 
 	cache *viewCache
+	reads *reads
 }
 
 // maxBody is the largest request body accepted (413 past it).
@@ -69,6 +70,7 @@ func (s *Server) Handler() http.Handler {
 		s.Now = time.Now
 	}
 	s.cache = newViewCache(4096)
+	s.reads = newReads()
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
@@ -139,7 +141,9 @@ func (s *Server) limitBody(c *gin.Context) {
 		writeProblem(c, http.StatusRequestEntityTooLarge, "request body is over 64 KiB")
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
+	if c.Request.Body != http.NoBody { // a GET has none: nothing to limit
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
+	}
 	c.Next()
 }
 

@@ -1,0 +1,72 @@
+package httpapi
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Concurrent reads of one run share Redis round trips, and a request never
+// gets a read that started before it arrived.
+func TestReadsShareButNeverAnOlderOne(t *testing.T) {
+	b := newReads()
+	var state, fetches atomic.Int64
+	release := make(chan struct{})
+	fetch := func() (rendered, error) {
+		fetches.Add(1)
+		v := state.Load() // what "Redis" holds when the read starts
+		<-release
+		return rendered{etag: strconv.FormatInt(v, 10)}, nil
+	}
+
+	first := make(chan rendered)
+	go func() { v, _ := b.do(1, fetch); first <- v }()
+	for fetches.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	state.Store(1) // a write lands while the first read is in flight
+
+	var wg sync.WaitGroup
+	got := make([]rendered, 100)
+	for i := range got {
+		wg.Add(1)
+		go func() { defer wg.Done(); got[i], _ = b.do(1, fetch) }()
+	}
+	time.Sleep(50 * time.Millisecond) // let them all queue behind the first read
+	close(release)
+	if v := <-first; v.etag != "0" {
+		t.Fatalf("first read: %q", v.etag)
+	}
+	wg.Wait()
+	for i, v := range got {
+		if v.etag != "1" {
+			t.Fatalf("request %d arrived after the write but got %q", i, v.etag)
+		}
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("%d reads for 101 requests, want 2", n)
+	}
+	if len(b.m) != 0 {
+		t.Fatalf("reads left behind: %v", b.m)
+	}
+}
+
+// Reads of different runs never wait for each other.
+func TestReadsOfOtherRunsDoNotWait(t *testing.T) {
+	b := newReads()
+	block := make(chan struct{})
+	defer close(block)
+	go b.do(1, func() (rendered, error) { <-block; return rendered{}, nil })
+	done := make(chan struct{})
+	go func() {
+		b.do(2, func() (rendered, error) { return rendered{}, nil })
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a read of run 2 waited for run 1's")
+	}
+}
