@@ -69,7 +69,6 @@ type Run struct {
 	// ProgressAt is the last sign of life: a phase start or a running
 	// phase's heartbeat. The janitor fails runs whose progress stopped.
 	ProgressAt time.Time
-	Rev        int64 // bumped by every write; changes whenever the view does
 }
 
 // Elapsed is the time from start to finish, or to now while building.

@@ -13,7 +13,7 @@ import (
 )
 
 // heartbeatScript records that a running phase is alive. It changes no
-// field of the view (no rev bump, no publish): long-poll waiters do not
+// field of the view (no publish): long-poll waiters do not
 // wake for it.
 //
 // KEYS[1] run hash
@@ -89,7 +89,6 @@ if cur[1] ~= "building" then return 0 end
 if (cur[2] or "") ~= ARGV[1] then return 2 end
 redis.call("HSET", KEYS[1], "result", "failed", "phase", "done", "finished_at", ARGV[3],
   "failure_summary", ARGV[2])
-redis.call("HINCRBY", KEYS[1], "rev", 1)
 redis.call("SREM", KEYS[2], ARGV[4])
 redis.call("PUBLISH", ARGV[5], ARGV[4])
 return 1

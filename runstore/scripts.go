@@ -56,7 +56,6 @@ if ARGV[6] == "1" then
       if redis.call("HGET", key, "result") == "building" then
         redis.call("HSET", key, "result", "aborted", "phase", "done",
           "finished_at", ARGV[2], "failure_summary", ARGV[5])
-        redis.call("HINCRBY", key, "rev", 1)
         table.insert(out, tonumber(m))
         table.insert(out, redis.call("HGET", key, "task_id") or "")
         redis.call("PUBLISH", ARGV[9], m)
@@ -66,7 +65,7 @@ if ARGV[6] == "1" then
   end
 end
 redis.call("HSET", ARGV[1] .. id, "phase", "queued", "result", "building",
-  "started_at", ARGV[2], "progress_at", ARGV[2], "sha", ARGV[3], "ref", ARGV[4], "rev", 1)
+  "started_at", ARGV[2], "progress_at", ARGV[2], "sha", ARGV[3], "ref", ARGV[4])
 redis.call("ZADD", KEYS[2], id, id)
 redis.call("SADD", KEYS[3], id)
 if ARGV[7] ~= "" then
@@ -169,8 +168,9 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 	}
 }
 
-// phaseScript moves a building run to a phase and records the asynq task
-// now running it (the one a cancel must reach).
+// phaseScript moves a building run to a phase, records the asynq task
+// now running it (the one a cancel must reach), and returns the run: the
+// phase needs it, and reading it here saves a round trip per phase.
 //
 // KEYS[1] run hash
 // ARGV[1] new phase
@@ -180,37 +180,66 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // ARGV[5] now (RFC 3339): the run's progress_at
 // ARGV[6..] phases the run may be in for the write to apply
 //
-// Returns -1 no such run, 0 run is terminal, 1 applied, 2 run is past this phase.
+// Returns {-1} no such run, else {code, field, value, ...} with the run's
+// hash after the write: code 0 run is terminal, 1 applied, 2 run is past
+// this phase.
 var phaseScript = redis.NewScript(`
 local cur = redis.call("HMGET", KEYS[1], "result", "phase")
-if not cur[1] then return -1 end
-if cur[1] ~= "building" then return 0 end
-for i = 6, #ARGV do
-  if ARGV[i] == cur[2] then
-    redis.call("HSET", KEYS[1], "phase", ARGV[1], "progress_at", ARGV[5])
-    if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "task_id", ARGV[2]) end
-    redis.call("HINCRBY", KEYS[1], "rev", 1)
-    redis.call("PUBLISH", ARGV[3], ARGV[4])
-    return 1
+if not cur[1] then return {-1} end
+local code = 2
+if cur[1] ~= "building" then
+  code = 0
+else
+  for i = 6, #ARGV do
+    if ARGV[i] == cur[2] then
+      if ARGV[2] ~= "" then
+        redis.call("HSET", KEYS[1], "phase", ARGV[1], "progress_at", ARGV[5], "task_id", ARGV[2])
+      else
+        redis.call("HSET", KEYS[1], "phase", ARGV[1], "progress_at", ARGV[5])
+      end
+      redis.call("PUBLISH", ARGV[3], ARGV[4])
+      code = 1
+      break
+    end
   end
 end
-return 2
+local out = redis.call("HGETALL", KEYS[1])
+table.insert(out, 1, code)
+return out
 `)
 
 // SetPhase moves a building run forward to phase (or re-enters the phase
 // it is in, for a redelivered task). It never moves a run backwards or
-// touches a finished one.
-func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID string) (Outcome, error) {
+// touches a finished one. It returns the run as it is after the write.
+func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID string) (Outcome, *run.Run, error) {
 	from := run.AdvanceFrom(phase)
 	if len(from) == 0 {
-		return 0, fmt.Errorf("set phase of run %d: %q is not a phase a run advances to", id, phase)
+		return 0, nil, fmt.Errorf("set phase of run %d: %q is not a phase a run advances to", id, phase)
 	}
 	args := []any{string(phase), taskID, s.keys.Events(), id, s.stamp()}
 	for _, p := range from {
 		args = append(args, string(p))
 	}
-	code, err := phaseScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, args...).Int64()
-	return guardedCode("set phase of", id, code, err)
+	res, err := phaseScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, args...).Slice()
+	if err == nil && len(res) == 0 {
+		err = errors.New("empty reply")
+	}
+	if err != nil {
+		o, err := guardedCode("set phase of", id, 0, err)
+		return o, nil, err
+	}
+	code, _ := res[0].(int64)
+	o, err := guardedCode("set phase of", id, code, nil)
+	if err != nil {
+		return o, nil, err
+	}
+	m := make(map[string]string, len(res)/2)
+	for i := 1; i+1 < len(res); i += 2 {
+		k, _ := res[i].(string)
+		v, _ := res[i+1].(string)
+		m[k] = v
+	}
+	return o, decodeRun(id, m), nil
 }
 
 // fieldsScript sets fields of a run only while it is building.
@@ -228,7 +257,6 @@ if r ~= "building" then return 0 end
 for i = 3, #ARGV, 2 do
   redis.call("HSET", KEYS[1], ARGV[i], ARGV[i + 1])
 end
-redis.call("HINCRBY", KEYS[1], "rev", 1)
 redis.call("PUBLISH", ARGV[1], ARGV[2])
 return 1
 `)
@@ -269,7 +297,6 @@ if not r then return -1 end
 if r ~= "building" then return 0 end
 redis.call("HSET", KEYS[1], "gate:" .. ARGV[1], ARGV[2])
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
-redis.call("HINCRBY", KEYS[1], "rev", 1)
 redis.call("PUBLISH", ARGV[3], ARGV[4])
 return 1
 `)
@@ -304,7 +331,6 @@ if not r then return -1 end
 if r ~= "building" then return 0 end
 redis.call("HSET", KEYS[1], "result", ARGV[1], "phase", "done", "finished_at", ARGV[3])
 if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "failure_summary", ARGV[2]) end
-redis.call("HINCRBY", KEYS[1], "rev", 1)
 redis.call("SREM", KEYS[2], ARGV[4])
 if ARGV[1] == "passed" then
   local last = tonumber(redis.call("GET", KEYS[3]) or "0")

@@ -177,7 +177,6 @@ const (
 	fFinished  = "finished_at"
 	fSummary   = "failure_summary"
 	fTask      = "task_id"
-	fRev       = "rev"
 	fProgress  = "progress_at" // last sign of life: phase start or heartbeat
 	gatePrefix = "gate:"
 	gateValSep = "\t"
@@ -195,7 +194,6 @@ func decodeRun(id int64, m map[string]string) *run.Run {
 		TaskID:         m[fTask],
 		Gates:          []run.Gate{},
 	}
-	r.Rev, _ = strconv.ParseInt(m[fRev], 10, 64)
 	r.StartedAt, _ = time.Parse(time.RFC3339Nano, m[fStarted])
 	r.FinishedAt, _ = time.Parse(time.RFC3339Nano, m[fFinished])
 	r.ProgressAt, _ = time.Parse(time.RFC3339Nano, m[fProgress])

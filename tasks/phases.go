@@ -123,24 +123,16 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	if g, ok := r.Pipeline.Gate(s.gate); ok && s.typ == TypeGate {
 		log = log.With("gate", g.Kind)
 	}
-	cur, err := r.Store.Get(ctx, p.RunID)
-	if errors.Is(err, runstore.ErrNotFound) {
+	taskID, _ := asynq.GetTaskID(ctx)
+	o, cur, err := r.Store.SetPhase(ctx, p.RunID, s.phase, taskID)
+	switch {
+	case errors.Is(err, runstore.ErrNotFound):
 		log.Warn("task for unknown run dropped")
 		return fmt.Errorf("run %d: %w", p.RunID, asynq.SkipRetry)
-	}
-	if err != nil {
-		return err
-	}
-	if cur.Result.Terminal() {
-		log.Debug("run already finished; nothing to do", "result", cur.Result)
-		r.cleanup(p.RunID)
-		return nil
-	}
-	taskID, _ := asynq.GetTaskID(ctx)
-	switch o, err := r.Store.SetPhase(ctx, p.RunID, s.phase, taskID); {
 	case err != nil:
 		return err
 	case o == runstore.Finished:
+		log.Debug("run already finished; nothing to do", "result", cur.Result)
 		r.cleanup(p.RunID)
 		return nil
 	case o == runstore.Stale:

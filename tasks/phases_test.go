@@ -226,9 +226,9 @@ func TestJanitorFailsStalledRun(t *testing.T) {
 	ctx := context.Background()
 	stalled := newRun(t, b)
 	alive := newRun(t, b)
-	_, err := b.store.SetPhase(ctx, stalled, run.PhaseCompiling, "t")
+	_, _, err := b.store.SetPhase(ctx, stalled, run.PhaseCompiling, "t")
 	require.NoError(t, err)
-	_, err = b.store.SetPhase(ctx, alive, run.PhaseCompiling, "t")
+	_, _, err = b.store.SetPhase(ctx, alive, run.PhaseCompiling, "t")
 	require.NoError(t, err)
 	// The stalled run's last sign of life is older than compile's deadline.
 	old := time.Now().Add(-Deadline(b.runner.Pipeline, run.PhaseCompiling) - time.Minute).UTC()
