@@ -65,6 +65,11 @@ func TestGreenRun(t *testing.T) {
 	r = s.do("GET", fmt.Sprintf("/logs/%d/gate-smoke.log", id), nil, map[string]string{"Range": "bytes=0-4"})
 	require.Equal(t, http.StatusPartialContent, r.status)
 	require.Equal(t, "smoke", string(r.body))
+	r = s.do("GET", fmt.Sprintf("/logs/%d/gate-smoke.log", id), nil, map[string]string{"Range": "bytes=100-"})
+	require.Equal(t, http.StatusRequestedRangeNotSatisfiable, r.status)
+	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"), "a bad Range is a problem like any error")
+	require.Equal(t, "bytes */9", r.header.Get("Content-Range"))
+	require.Contains(t, string(r.body), "past the end of the log (9 bytes)")
 	r = s.get(fmt.Sprintf("/logs/%d/gate-smoke.log?follow=1", id))
 	require.Equal(t, "smoke ok\n", string(r.body), "following a finished step returns at once")
 

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -44,7 +45,40 @@ func (s *Server) logs(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	http.ServeContent(c.Writer, c.Request, "", st.ModTime(), f)
+	http.ServeContent(&rangeProblems{ResponseWriter: c.Writer}, c.Request, "", st.ModTime(), f)
+}
+
+// rangeProblems makes http.ServeContent's one error a client can cause, 416
+// for a Range past the end, a problem+json like every other error. It keeps
+// ServeContent's Content-Range (bytes */size) and drops its text body.
+type rangeProblems struct {
+	gin.ResponseWriter
+	replaced bool
+}
+
+func (w *rangeProblems) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.replaced = true
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Del("Content-Length")
+	detail := "the Range is past the end of the log"
+	if size, ok := strings.CutPrefix(h.Get("Content-Range"), "bytes */"); ok {
+		detail += " (" + size + " bytes)"
+	}
+	body, _ := json.Marshal(problem{Type: "about:blank", Title: http.StatusText(code), Status: code, Detail: detail})
+	w.ResponseWriter.WriteHeader(code)
+	_, _ = w.ResponseWriter.Write(body)
+}
+
+func (w *rangeProblems) Write(b []byte) (int, error) {
+	if w.replaced {
+		return len(b), nil // ServeContent's text/plain message
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // maxFollow bounds one streaming request; a client reconnects with Range.
