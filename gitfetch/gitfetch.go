@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -83,6 +84,13 @@ func Fetch(ctx context.Context, opts Options, want Want) (string, error) {
 	}
 	if _, err := g.run(ctx, "checkout", "-q", "--detach", checkout); err != nil {
 		return "", err
+	}
+	// A detached HEAD file holds the commit id itself: reading it spares a
+	// git process, about a tenth of a no-op run's fetch here.
+	if b, err := os.ReadFile(filepath.Join(opts.Dir, ".git", "HEAD")); err == nil {
+		if head := strings.TrimSpace(string(b)); fullSHA.MatchString(head) {
+			return head, nil
+		}
 	}
 	out, err := g.run(ctx, "rev-parse", "HEAD")
 	if err != nil {

@@ -29,6 +29,7 @@ func repo(t *testing.T) (dir string, first, second string) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "VERSION"), []byte("1.1.0\n"), 0o644))
 	sh("commit", "-q", "-am", "two")
 	sh("tag", "v1.1.0")
+	sh("tag", "-a", "-m", "annotated", "v1.1.0-a")
 	second = sh("rev-parse", "HEAD")
 	return dir, first, second
 }
@@ -44,6 +45,9 @@ func TestFetch(t *testing.T) {
 	}{
 		{"branch", Want{Ref: "main"}, second, "1.1.0"},
 		{"tag", Want{Ref: "v1.1.0"}, second, "1.1.0"},
+		// An annotated tag is an object of its own: the answer is its commit.
+		{"annotated tag", Want{Ref: "v1.1.0-a"}, second, "1.1.0"},
+		{"full sha of an annotated tag", Want{SHA: tagObject(t, src, "v1.1.0-a")}, second, "1.1.0"},
 		{"full sha of an older commit", Want{SHA: first}, first, "1.0.0"},
 		{"abbreviated sha", Want{SHA: first[:8]}, first, "1.0.0"},
 		{"upper-case sha", Want{SHA: strings.ToUpper(first)}, first, "1.0.0"},
@@ -90,4 +94,11 @@ func TestRedact(t *testing.T) {
 	_, err := Fetch(context.Background(), Options{Repo: "http://user:tok3n@127.0.0.1:1/x.git", Dir: filepath.Join(t.TempDir(), "wt"), Env: os.Environ()}, Want{Ref: "main"})
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "tok3n")
+}
+
+func tagObject(t *testing.T, dir, tag string) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", dir, "rev-parse", tag).Output()
+	require.NoError(t, err)
+	return strings.TrimSpace(string(out))
 }
