@@ -31,16 +31,62 @@ import (
 
 // chains is the naive asynq chain: a task type whose handler enqueues the
 // next link until the chain has length tasks. It runs in the bench process
-// on its own queue of the same Redis.
+// on its own queue(s) of the same Redis.
 type chains struct {
 	srvs   []*asynq.Server
 	client *asynq.Client
-	queue  string
+	layout chainLayout
 	length int
+	work   time.Duration
 
 	mu   sync.Mutex
 	done map[string]chan struct{}
 	seq  atomic.Int64
+}
+
+// chainLayout is where a chain's links wait and how servers pick among
+// those queues.
+type chainLayout struct {
+	queues map[string]int        // served queues and their priorities
+	strict bool                  // asynq's StrictPriority
+	of     func(link int) string // the queue of link n (0 is the first)
+}
+
+// oneQueue puts every link on queue q: FIFO across chains.
+func oneQueue(q string) chainLayout {
+	return chainLayout{queues: map[string]int{q: 1}, of: func(int) string { return q }}
+}
+
+// sandoPhases are tasks.Queues' phase queues in chain order; link n of a
+// chain waits in sandoPhases[n], and links past the fourth in "gate", as a
+// pipeline's extra gates do.
+var sandoPhases = []string{"fetch", "compile", "stage", "gate"}
+
+// sandoLayout is Sando's layout, read from tasks.Queues so it follows it:
+// every queue there (the four phases and the empty "system") under prefix,
+// with the same priorities, served in strict priority.
+func sandoLayout(prefix string) (chainLayout, error) {
+	for _, q := range sandoPhases {
+		if _, ok := tasks.Queues[q]; !ok {
+			return chainLayout{}, fmt.Errorf("tasks.Queues has no %q queue (%v): update sandoPhases", q, tasks.Queues)
+		}
+	}
+	l := chainLayout{queues: map[string]int{}, strict: true}
+	for q, prio := range tasks.Queues {
+		l.queues[prefix+q] = prio
+	}
+	l.of = func(n int) string { return prefix + sandoPhases[min(n, len(sandoPhases)-1)] }
+	return l, nil
+}
+
+// chainConfig is one set of bare asynq servers running chains.
+type chainConfig struct {
+	Layout      chainLayout
+	Servers     int
+	Concurrency int           // of each server
+	Interval    time.Duration // TaskCheckInterval; 0: asynq's default, 1 s
+	Length      int           // links per chain
+	Work        time.Duration // each link sleeps this long before enqueuing the next, standing for a phase's work
 }
 
 type nopLogger struct{}
@@ -52,23 +98,23 @@ func (nopLogger) Error(...any) {}
 func (nopLogger) Fatal(...any) {}
 
 // startChains runs servers asynq servers of conc each on queue, polling
-// every interval (0: asynq's default, 1 s). extraQueues are served too
-// (empty), to price Sando's five-queue layout when idle.
-func startChains(addr, queue string, servers, conc int, interval time.Duration, length int, extraQueues ...string) (*chains, error) {
-	c := &chains{queue: queue, length: length, done: map[string]chan struct{}{}}
+// every interval (0: asynq's default, 1 s); links do no work.
+func startChains(addr, queue string, servers, conc int, interval time.Duration, length int) (*chains, error) {
+	return startChainsWith(addr, chainConfig{Layout: oneQueue(queue), Servers: servers, Concurrency: conc, Interval: interval, Length: length})
+}
+
+// startChainsWith runs cfg.Servers asynq servers on cfg.Layout's queues.
+func startChainsWith(addr string, cfg chainConfig) (*chains, error) {
+	c := &chains{layout: cfg.Layout, length: cfg.Length, work: cfg.Work, done: map[string]chan struct{}{}}
 	c.client = asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
-	queues := map[string]int{queue: 1}
-	for i, q := range extraQueues {
-		queues[q] = i + 2
-	}
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("bench:link", c.handle)
-	for range servers {
+	for range cfg.Servers {
 		srv := asynq.NewServer(asynq.RedisClientOpt{Addr: addr}, asynq.Config{
-			Concurrency:       conc,
-			Queues:            queues,
-			StrictPriority:    len(extraQueues) > 0,
-			TaskCheckInterval: interval,
+			Concurrency:       cfg.Concurrency,
+			Queues:            cfg.Layout.queues,
+			StrictPriority:    cfg.Layout.strict,
+			TaskCheckInterval: cfg.Interval,
 			Logger:            nopLogger{},
 			LogLevel:          asynq.FatalLevel,
 		})
@@ -91,8 +137,15 @@ func (c *chains) Stop() {
 func (c *chains) handle(ctx context.Context, t *asynq.Task) error {
 	id, step, _ := strings.Cut(string(t.Payload()), ":")
 	n, _ := strconv.Atoi(step)
+	if c.work > 0 {
+		select {
+		case <-time.After(c.work):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if n+1 < c.length {
-		_, err := c.client.EnqueueContext(ctx, asynq.NewTask("bench:link", []byte(id+":"+strconv.Itoa(n+1))), asynq.Queue(c.queue))
+		_, err := c.client.EnqueueContext(ctx, asynq.NewTask("bench:link", []byte(id+":"+strconv.Itoa(n+1))), asynq.Queue(c.layout.of(n+1)))
 		return err
 	}
 	c.mu.Lock()
@@ -113,7 +166,7 @@ func (c *chains) start(ctx context.Context) (<-chan struct{}, error) {
 	c.mu.Lock()
 	c.done[id] = ch
 	c.mu.Unlock()
-	_, err := c.client.EnqueueContext(ctx, asynq.NewTask("bench:link", []byte(id+":0")), asynq.Queue(c.queue))
+	_, err := c.client.EnqueueContext(ctx, asynq.NewTask("bench:link", []byte(id+":0")), asynq.Queue(c.layout.of(0)))
 	return ch, err
 }
 
@@ -134,10 +187,59 @@ func (c *chains) One(ctx context.Context) (time.Duration, error) {
 	}
 }
 
-// Many starts n chains at once (8 enqueuers, as the API's clients would)
-// and returns when all have finished.
+// Many starts n chains at once and returns when all have finished.
 func (c *chains) Many(ctx context.Context, n int) (time.Duration, error) {
 	t0 := time.Now()
+	dones, err := c.launch(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	timeout := time.After(10 * time.Minute)
+	for _, ch := range dones {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-timeout:
+			return 0, errors.New("bare chains did not finish within 10m")
+		}
+	}
+	return time.Since(t0), nil
+}
+
+// Each starts n chains at once and returns when each finished, counted
+// from the first enqueue, in the order they were started.
+func (c *chains) Each(ctx context.Context, n int) ([]time.Duration, error) {
+	t0 := time.Now()
+	dones, err := c.launch(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	ends := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	for i, ch := range dones {
+		// one waiter per chain: each end is stamped when it happens,
+		// not when a loop over the others gets to it
+		wg.Go(func() {
+			select {
+			case <-ch:
+				ends[i] = time.Since(t0)
+			case <-ctx.Done():
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bare chains did not all finish: %w", err)
+	}
+	return ends, nil
+}
+
+// launch enqueues the first links of n chains (8 enqueuers, as the API's
+// clients would) and returns their done channels.
+func (c *chains) launch(ctx context.Context, n int) ([]<-chan struct{}, error) {
 	dones := make([]<-chan struct{}, n)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
@@ -162,19 +264,9 @@ func (c *chains) Many(ctx context.Context, n int) (time.Duration, error) {
 	}
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, err
+		return nil, err
 	}
-	timeout := time.After(10 * time.Minute)
-	for _, ch := range dones {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-timeout:
-			return 0, errors.New("bare chains did not finish within 10m")
-		}
-	}
-	return time.Since(t0), nil
+	return dones, nil
 }
 
 // ---------------------------------------------------------------- the floor

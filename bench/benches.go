@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ const (
 	bPoll       = "3. Poll cost"
 	bLongPoll   = "4. Long-poll capacity"
 	bFootprint  = "5. Footprint"
+	bBacklog    = "6. Queue layout under a backlog"
 )
 
 // chainQueue is the bare chains' queue: not one of Sando's.
@@ -866,6 +868,94 @@ func (b *bench) footprint(ctx context.Context) error {
 		{"bare asynq server, 1 queue, same interval", one},
 	}})
 	b.report.note("Footprint: an idle API alone sends %.1f Redis commands/s.", idle0)
+	return nil
+}
+
+// ---------------------------------------------------------------- 6. backlog
+
+// backlog prices Sando's queue layout (tasks.Queues: a queue per phase,
+// served in strict priority, later phases first) against one FIFO queue,
+// with bare asynq: strict priority lets the first runs finish while the
+// rest wait, at the price of a Dequeue script per queue missed; one queue
+// costs fewer commands but fetches every run before it compiles any.
+func (b *bench) backlog(ctx context.Context) error {
+	o := b.opt
+	n := o.BacklogChains
+	type figures struct{ first, mid, last, cmds value }
+	newFigures := func() *figures {
+		return &figures{value{Unit: "ms"}, value{Unit: "ms"}, value{Unit: "ms"}, value{Unit: "cmds"}}
+	}
+	strict, fifo := newFigures(), newFigures()
+	var strictStats, fifoStats cmdStats
+	for rep := range o.Reps {
+		// Each layout runs on queues named for it and this repetition, on
+		// a flushed Redis, so neither sees the other's tasks; which goes
+		// first alternates, so a neighbour's load hits both alike.
+		layouts := []string{"strict", "fifo"}
+		if rep%2 == 1 {
+			layouts[0], layouts[1] = layouts[1], layouts[0]
+		}
+		for _, name := range layouts {
+			prefix := fmt.Sprintf("bench-backlog-%d-%s-", rep+1, name)
+			l, into, stats := oneQueue(prefix+"all"), fifo, &fifoStats
+			if name == "strict" {
+				var err error
+				if l, err = sandoLayout(prefix); err != nil {
+					return err
+				}
+				into, stats = strict, &strictStats
+			}
+			if err := b.redis.Flush(ctx); err != nil {
+				return err
+			}
+			ch, err := startChainsWith(b.redis.Addr, chainConfig{Layout: l, Servers: 1, Concurrency: o.Concurrency,
+				Interval: o.PollInterval, Length: len(sandoPhases), Work: o.BacklogWork})
+			if err != nil {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond) // the server's start-up commands are not the chains'
+			before, err := b.redis.Stats(ctx)
+			if err != nil {
+				ch.Stop()
+				return err
+			}
+			ends, err := ch.Each(ctx, n)
+			if err != nil {
+				ch.Stop()
+				return err
+			}
+			after, err := b.redis.Stats(ctx)
+			ch.Stop()
+			if err != nil {
+				return err
+			}
+			*stats = b.redis.Delta(before, after)
+			var xs []float64
+			for _, d := range ends {
+				xs = append(xs, ms(d))
+			}
+			into.first.Samples = append(into.first.Samples, slices.Min(xs))
+			into.mid.Samples = append(into.mid.Samples, median(xs))
+			into.last.Samples = append(into.last.Samples, slices.Max(xs))
+			into.cmds.Samples = append(into.cmds.Samples, float64(stats.Total())/float64(n))
+			b.logf("rep %d %s: first %.0f ms, median %.0f ms, last %.0f ms, %.1f cmds/chain", rep+1, name,
+				last(into.first), last(into.mid), last(into.last), last(into.cmds))
+		}
+	}
+	fifoName := "one FIFO queue for every link"
+	b.report.add(line{Bench: bBacklog, Measure: fmt.Sprintf("bare asynq, Sando's layout (queue per phase, strict): %d chains of 4 → first done", n),
+		Sando: strict.first, Bases: []base{{fifoName, fifo.first}}})
+	b.report.add(line{Bench: bBacklog, Measure: "same, median chain done", Sando: strict.mid, Bases: []base{{fifoName, fifo.mid}}})
+	b.report.add(line{Bench: bBacklog, Measure: "same, last chain done (makespan)", Sando: strict.last, Bases: []base{{fifoName, fifo.last}}})
+	b.report.add(line{Bench: bBacklog, Measure: "same, Redis commands per chain", Sando: strict.cmds, Bases: []base{{fifoName, fifo.cmds}}})
+	b.report.note("Queue layout under a backlog: %d chains of 4 links enqueued at once on one bare asynq server (Concurrency %d, "+
+		"TaskCheckInterval %s), each link sleeping %s (a phase's work) before enqueuing the next, so the work alone takes "+
+		"%d × 4 × %s ÷ %d = %s; Sando's layout is tasks.Queues (a queue per link, later links first, an empty \"system\" first of all, "+
+		"strict priority), FIFO is one queue for all links; times from the first enqueue. Commands per chain, last repetition: "+
+		"Sando's layout %s; FIFO %s.",
+		n, o.Concurrency, o.PollInterval, o.BacklogWork, n, o.BacklogWork, o.Concurrency,
+		(time.Duration(n*len(sandoPhases)) * o.BacklogWork / time.Duration(max(1, o.Concurrency))).Round(time.Millisecond),
+		strictStats.Top(6, float64(n)), fifoStats.Top(6, float64(n)))
 	return nil
 }
 

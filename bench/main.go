@@ -43,19 +43,23 @@ type options struct {
 	RBRequests   int // redis-benchmark -n
 	Concurrency  int // SANDO_CONCURRENCY of each worker (and of the baselines)
 	PollInterval time.Duration
-	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint
+	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog
 	Profile      bool   // pprof the worst ratio and add its top functions
 	ProfileOnly  string // profile this scenario (latency, throughput, poll-building, poll-finished) and nothing else
 	Work         string // scratch directory; default a temp dir, removed after
 	APIBin       string // prebuilt binaries (default: go build)
 	WorkerBin    string
 	Log          io.Writer // progress lines
+
+	BacklogChains int           // chains enqueued at once in the backlog benchmark
+	BacklogWork   time.Duration // each link's work there: a sleep, standing for a phase's work
 }
 
 func defaultOptions() options {
 	return options{
 		Reps: 3, LatencyRuns: 30, DefaultRuns: 3, Runs: 100, Waiters: 10000, Conns: 64, PollReps: 5,
 		LoadDur: 2 * time.Second, Warmup: 500 * time.Millisecond, RBRequests: 100000,
+		BacklogChains: 40, BacklogWork: 20 * time.Millisecond,
 		Concurrency: runtime.NumCPU(), PollInterval: 10 * time.Millisecond, Profile: true,
 		Out: "BENCHMARKS.md",
 	}
@@ -66,6 +70,7 @@ func (o *options) shorten() {
 	o.Short = true
 	o.Reps, o.LatencyRuns, o.DefaultRuns, o.Runs, o.Waiters, o.PollReps = 1, 3, 1, 4, 200, 1
 	o.Conns, o.LoadDur, o.Warmup, o.RBRequests = 8, 300*time.Millisecond, 100*time.Millisecond, 2000
+	o.BacklogChains, o.BacklogWork = 4, 5*time.Millisecond
 	o.Profile = false
 }
 
@@ -83,7 +88,7 @@ func main() {
 	flag.IntVar(&o.Reps, "reps", o.Reps, "repetitions per figure (the figure is their median)")
 	flag.IntVar(&o.Runs, "runs", o.Runs, "runs per throughput repetition")
 	flag.IntVar(&o.Waiters, "waiters", o.Waiters, "concurrent long-poll waiters")
-	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint")
+	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog")
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "pprof the worst ratio and report its top functions")
 	flag.StringVar(&o.ProfileOnly, "profile-only", "", "only profile this scenario: latency, throughput, poll-building or poll-finished")
 	flag.StringVar(&o.Work, "work", "", "scratch directory (kept); default: a temp dir, removed")
@@ -190,6 +195,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		{"poll", b.poll},
 		{"longpoll", b.longPoll},
 		{"footprint", b.footprint},
+		{"backlog", b.backlog},
 	} {
 		if !o.wants(s.name) || o.ProfileOnly != "" {
 			continue
