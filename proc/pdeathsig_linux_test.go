@@ -1,7 +1,6 @@
 package proc
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,17 +12,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
-
-// TestHelperParent is not a test: TestChildDiesWithKilledWorker runs the
-// test binary as a stand-in worker that starts a child through Run.
-func TestHelperParent(t *testing.T) {
-	dir := os.Getenv("PROC_HELPER_DIR")
-	if dir == "" {
-		t.Skip("only as a helper process")
-	}
-	_, _ = Run(context.Background(), Spec{Args: []string{"sh", "-c",
-		"sleep 300 & echo $! > " + filepath.Join(dir, "child") + "; echo $$ > " + filepath.Join(dir, "leader") + "; wait"}})
-}
 
 // gone: no such process, or a zombie nobody reaped yet.
 func gone(pid int) bool {
@@ -40,8 +28,9 @@ func gone(pid int) bool {
 func TestChildDiesWithKilledWorker(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	worker := exec.Command(os.Args[0], "-test.run=^TestHelperParent$")
-	worker.Env = append(os.Environ(), "PROC_HELPER_DIR="+dir)
+	worker := exec.Command(os.Args[0], "-test.run=^TestHelperWorker$")
+	worker.Env = append(os.Environ(), "PROC_HELPER_DIR="+dir,
+		"PROC_HELPER_SCRIPT=sleep 300 & echo $! > child; echo $$ > leader; wait")
 	require.NoError(t, worker.Start())
 	t.Cleanup(func() { _ = worker.Process.Kill(); _ = worker.Wait() })
 

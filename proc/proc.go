@@ -67,6 +67,7 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	cmd := exec.CommandContext(runCtx, s.Args[0], s.Args[1:]...)
 	cmd.Dir = s.Dir
 	cmd.Env = s.Env
+	markOwner(cmd) // on Linux: KillOrphans finds what outlives this worker
 	cmd.Stdout = s.Output
 	cmd.Stderr = s.Output
 	cmd.SysProcAttr = sysProcAttr() // own group; on Linux, dies with the worker

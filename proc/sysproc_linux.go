@@ -10,9 +10,10 @@ import "syscall"
 //   - Only the child itself (the group leader, usually sh) gets the
 //     signal. What it started in the background, or was running in the
 //     foreground, is re-parented and keeps running: after a kill -9 of the
-//     worker nothing is left to kill the rest of the group. Run workers
-//     where the platform reaps it (a container whose PID 1 is the worker,
-//     or systemd's default KillMode=control-group).
+//     worker nothing is left to kill the rest of the group until the next
+//     worker on the host starts and calls KillOrphans. Run workers where
+//     the platform reaps it at once (a container whose PID 1 is the
+//     worker, or systemd's default KillMode=control-group).
 //   - The signal is tied to the thread that forked the child, not the
 //     process (golang/go#27505): it also fires if that thread exits. The
 //     Go runtime ends a thread only when a goroutine that called

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"sando/proc"
 	"sando/tasks"
 )
 
@@ -61,6 +62,13 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 	})
 	mux := asynq.NewServeMux()
 	runner.Register(mux)
+	// A worker SIGKILLed on this data dir may have left its builds'
+	// background jobs running (PDEATHSIG reaches only their leader): end
+	// them first. Children of this worker carry the data dir as their scope.
+	proc.SetScope(runner.Layout.Root)
+	if n, err := proc.KillOrphans(logger, runner.Layout.Root); n > 0 || err != nil {
+		logger.Warn("killed orphans of dead workers", "count", n, "err", err)
+	}
 	if err := srv.Start(mux); err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
