@@ -82,7 +82,7 @@ func assemble(cfg config.Config, redisURL string) (*parts, error) {
 	return &parts{
 		pipeline: pl,
 		conn:     conn,
-		store:    runstore.New(conn.Client, pl.Name),
+		store:    runstore.New(conn.Client, pl.Name, runstore.WithWebhooks(len(pl.Webhooks) > 0)),
 		layout:   datadir.Layout{Root: dataDir},
 		queue:    asynq.NewClient(conn.Asynq),
 		metrics:  metrics.New(),

@@ -1,16 +1,23 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"sando/pipeline"
+	"sando/run"
+	"sando/runstore"
 	"sando/tasks"
 )
 
@@ -71,14 +78,12 @@ webhooks:
 	attempts, got := rc.snapshot()
 	require.Equal(t, 3, attempts, "two refusals, then one success")
 	require.Len(t, got, 1, "delivered once")
-	d := got[0]
-	require.Equal(t, tasks.Sign("hook-secret", d.body), d.signature)
-	require.Equal(t, "run.finished", d.event)
-	var view map[string]any
-	require.NoError(t, json.Unmarshal(d.body, &view))
+	view := signedView(t, got[0])
 	require.Equal(t, float64(id), view["run_id"])
 	require.Equal(t, "failed", view["result"])
 	require.Equal(t, "unit: FAIL: TestThing", view["failure_summary"])
+	require.Zero(t, s.redis.Client(t).Exists(context.Background(), runstore.NewKeys("default").Outbox()).Val(),
+		"the settler took the run out of the outbox once its webhook was enqueued")
 
 	// The next run is announced by its own delivery.
 	s.rebuild(`{"ref":"main"}`)
@@ -86,4 +91,67 @@ webhooks:
 		_, d := rc.snapshot()
 		return len(d) == 2
 	}, 30*time.Second, 50*time.Millisecond)
+}
+
+// The process that won a run's terminal write dies before enqueueing the
+// run's webhooks (here: the API's cancel, whose Abort the test makes
+// itself and then does nothing more). The terminal write left the run in
+// the outbox, and the fleet's next janitor sweep delivers the webhook.
+//
+// As in TestJanitorFailsRunOfVanishedWorker, time is moved instead of
+// waited for: the outbox entry is dated back past the janitor's grace, and
+// the test offers the fleet a sweep itself.
+func TestWebhookRecoveredAfterSettlerCrash(t *testing.T) {
+	t.Parallel()
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	proj := newProject(t, map[string]string{"VERSION": "1.0.0\n"})
+	s := startStack(t, proj, stackOpts{secret: "hook-secret", pipeline: `build: "sleep 30"
+gates:
+  - kind: unit
+    run: "true"
+webhooks:
+  - ` + hook.URL + `/sando
+`})
+	id := s.rebuild("")
+	s.waitRun(id, 20*time.Second, "compiling", func(m map[string]any) bool { return m["phase"] == "compiling" })
+
+	ctx := context.Background()
+	rdb := s.redis.Client(t)
+	store := runstore.New(rdb, "default", runstore.WithWebhooks(true))
+	won, err := store.Abort(ctx, int64(id), run.SummaryCanceled)
+	require.NoError(t, err)
+	require.True(t, won)
+	outbox := store.Keys().Outbox()
+	require.Equal(t, []string{strconv.Itoa(id)}, rdb.ZRange(ctx, outbox, 0, -1).Val())
+	// As if the settler had died a minute ago.
+	require.NoError(t, rdb.ZAddXX(ctx, outbox, redis.Z{Score: float64(time.Now().Add(-time.Minute).UnixMilli()), Member: id}).Err())
+	time.Sleep(500 * time.Millisecond)
+	attempts, _ := rc.snapshot()
+	require.Zero(t, attempts, "nobody announced the run")
+
+	q, _ := asynqOf(t, asynq.RedisClientOpt{Addr: s.redis.Addr})
+	require.NoError(t, tasks.EnqueueJanitor(ctx, q, &pipeline.Pipeline{Name: "default"}, time.Now().Add(time.Hour)))
+	require.Eventually(t, func() bool {
+		_, d := rc.snapshot()
+		return len(d) == 1
+	}, 20*time.Second, 50*time.Millisecond, "the janitor enqueued the lost webhook")
+	_, got := rc.snapshot()
+	view := signedView(t, got[0])
+	require.Equal(t, float64(id), view["run_id"])
+	require.Equal(t, "aborted", view["result"])
+	require.Equal(t, run.SummaryCanceled, view["failure_summary"])
+	require.Zero(t, rdb.Exists(ctx, outbox).Val(), "the outbox is empty")
+}
+
+// signedView checks a delivery's signature and event and returns its run
+// view.
+func signedView(t *testing.T, d delivery) map[string]any {
+	t.Helper()
+	require.Equal(t, tasks.Sign("hook-secret", d.body), d.signature)
+	require.Equal(t, "run.finished", d.event)
+	var view map[string]any
+	require.NoError(t, json.Unmarshal(d.body, &view))
+	return view
 }

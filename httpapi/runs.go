@@ -142,7 +142,7 @@ func (s *Server) stopTask(id int64, taskID string) {
 // settled announces a run this API settled (cancel, supersede) to the
 // pipeline's webhooks.
 func (s *Server) settled(ctx context.Context, id int64) {
-	if err := tasks.Settled(ctx, s.Queue, s.Pipeline, id); err != nil {
+	if err := tasks.Settled(ctx, s.Queue, s.Store, s.Pipeline, id); err != nil {
 		s.Logger.Error("webhooks not enqueued", "run_id", id, "err", err)
 	}
 }

@@ -44,5 +44,11 @@ func (k Keys) TierGates(tier, version string) string {
 // Idempotency maps a client's Idempotency-Key to the run it started.
 func (k Keys) Idempotency(key string) string { return k.prefix + "idem:" + key }
 
+// Outbox is the sorted set of finished runs whose webhooks are not known
+// to be enqueued (score = settle time, unix ms). The terminal write adds
+// the id in the same script, so a settler that dies before enqueueing
+// leaves it for the janitor instead of losing the delivery.
+func (k Keys) Outbox() string { return k.prefix + "outbox" }
+
 // Events is the pub/sub channel on which every run write announces the id.
 func (k Keys) Events() string { return k.prefix + "events" }

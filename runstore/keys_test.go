@@ -21,6 +21,7 @@ func TestKeys(t *testing.T) {
 		{k.TierGates("host", "0.10.2"), "sando:{app}:gates:host:0.10.2"},
 		{k.Idempotency("abc"), "sando:{app}:idem:abc"},
 		{k.Events(), "sando:{app}:events"},
+		{k.Outbox(), "sando:{app}:outbox"},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, tt.got)
@@ -33,7 +34,7 @@ func TestKeysShareSlot(t *testing.T) {
 	t.Parallel()
 	k := NewKeys("app")
 	all := []string{k.Seq(), k.Runs(), k.Building(), k.Run(1), k.Run(99999), k.LastPassed(),
-		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Events()}
+		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Events(), k.Outbox()}
 	slot := redisSlot(all[0])
 	for _, key := range all[1:] {
 		require.Equal(t, slot, redisSlot(key), key)

@@ -75,11 +75,13 @@ func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
 //
 // KEYS[1] run hash
 // KEYS[2] building set
+// KEYS[3] outbox sorted set, only when the pipeline has webhooks
 // ARGV[1] progress_at the janitor saw
 // ARGV[2] failure summary
 // ARGV[3] now (RFC 3339)
 // ARGV[4] run id
 // ARGV[5] events channel
+// ARGV[6] now (unix ms): the outbox score, with KEYS[3]
 //
 // Returns -1 no such run, 0 already terminal, 1 failed it, 2 it progressed.
 var expireScript = redis.NewScript(`
@@ -90,6 +92,7 @@ if (cur[2] or "") ~= ARGV[1] then return 2 end
 redis.call("HSET", KEYS[1], "result", "failed", "phase", "done", "finished_at", ARGV[3],
   "failure_summary", ARGV[2])
 redis.call("SREM", KEYS[2], ARGV[4])
+if KEYS[3] then redis.call("ZADD", KEYS[3], ARGV[6], ARGV[4]) end
 redis.call("PUBLISH", ARGV[5], ARGV[4])
 return 1
 `)
@@ -98,9 +101,11 @@ return 1
 // (seen is the progress_at the janitor read). It reports whether it failed
 // the run.
 func (s *Store) Expire(ctx context.Context, id int64, seen time.Time, summary string) (bool, error) {
-	code, err := expireScript.Run(ctx, s.rdb, []string{s.keys.Run(id), s.keys.Building()},
-		seen.UTC().Format(timeLayout), headline.Truncate(summary), s.stamp(), id, s.keys.Events(),
-	).Int64()
+	now := s.now()
+	keys, args := s.outboxArgs([]string{s.keys.Run(id), s.keys.Building()},
+		[]any{seen.UTC().Format(timeLayout), headline.Truncate(summary), now.UTC().Format(timeLayout), id, s.keys.Events()},
+		now)
+	code, err := expireScript.Run(ctx, s.rdb, keys, args...).Int64()
 	o, err := guardedCode("expire", id, code, err)
 	return o == Applied, err
 }

@@ -26,6 +26,7 @@ import (
 // KEYS[2] runs sorted set
 // KEYS[3] building set
 // KEYS[4] idempotency key (unused when ARGV[7] is "")
+// KEYS[5] outbox sorted set, only when the pipeline has webhooks
 // ARGV[1] run hash prefix
 // ARGV[2] now (RFC 3339)
 // ARGV[3] requested sha
@@ -35,6 +36,7 @@ import (
 // ARGV[7] request fingerprint for the idempotency key, "" for none
 // ARGV[8] idempotency TTL in seconds
 // ARGV[9] events channel
+// ARGV[10] now (unix ms): the outbox score, with KEYS[5]
 //
 // Returns {1, id, aborted id, its task id, ...} for a new run,
 // {2, id} when the idempotency key already names a run with the same
@@ -58,6 +60,7 @@ if ARGV[6] == "1" then
           "finished_at", ARGV[2], "failure_summary", ARGV[5])
         table.insert(out, tonumber(m))
         table.insert(out, redis.call("HGET", key, "task_id") or "")
+        if KEYS[5] then redis.call("ZADD", KEYS[5], ARGV[10], m) end
         redis.call("PUBLISH", ARGV[9], m)
       end
       redis.call("SREM", KEYS[3], m)
@@ -118,11 +121,13 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (Created, error) 
 	if req.IdempotencyKey != "" {
 		fp = cmp.Or(req.Fingerprint, "-")
 	}
-	res, err := createScript.Run(ctx, s.rdb,
+	now := s.now()
+	keys, args := s.outboxArgs(
 		[]string{s.keys.Seq(), s.keys.Runs(), s.keys.Building(), s.keys.Idempotency(req.IdempotencyKey)},
-		s.keys.RunPrefix(), s.stamp(), req.SHA, req.Ref, run.SummarySuperseded, supersede,
-		fp, int64(ttl/time.Second), s.keys.Events(),
-	).Slice()
+		[]any{s.keys.RunPrefix(), now.UTC().Format(timeLayout), req.SHA, req.Ref, run.SummarySuperseded, supersede,
+			fp, int64(ttl / time.Second), s.keys.Events()},
+		now)
+	res, err := createScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return Created{}, fmt.Errorf("create run: %w", err)
 	}
@@ -318,11 +323,13 @@ func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g r
 // KEYS[1] run hash
 // KEYS[2] building set
 // KEYS[3] last passed id
+// KEYS[4] outbox sorted set, only when the pipeline has webhooks
 // ARGV[1] result (passed, failed, aborted)
 // ARGV[2] failure summary ("" for none)
 // ARGV[3] now (RFC 3339)
 // ARGV[4] run id
 // ARGV[5] events channel
+// ARGV[6] now (unix ms): the outbox score, with KEYS[4]
 //
 // Returns -1 no such run, 0 already terminal (this write lost), 1 won.
 var settleScript = redis.NewScript(`
@@ -336,15 +343,18 @@ if ARGV[1] == "passed" then
   local last = tonumber(redis.call("GET", KEYS[3]) or "0")
   if tonumber(ARGV[4]) > last then redis.call("SET", KEYS[3], ARGV[4]) end
 end
+if KEYS[4] then redis.call("ZADD", KEYS[4], ARGV[6], ARGV[4]) end
 redis.call("PUBLISH", ARGV[5], ARGV[4])
 return 1
 `)
 
 func (s *Store) settle(ctx context.Context, id int64, result run.Result, summary string) (bool, error) {
-	code, err := settleScript.Run(ctx, s.rdb,
+	now := s.now()
+	keys, args := s.outboxArgs(
 		[]string{s.keys.Run(id), s.keys.Building(), s.keys.LastPassed()},
-		string(result), headline.Truncate(summary), s.stamp(), id, s.keys.Events(),
-	).Int64()
+		[]any{string(result), headline.Truncate(summary), now.UTC().Format(timeLayout), id, s.keys.Events()},
+		now)
+	code, err := settleScript.Run(ctx, s.rdb, keys, args...).Int64()
 	o, err := guardedCode("settle", id, code, err)
 	return o == Applied, err
 }

@@ -51,6 +51,9 @@ type Store struct {
 	rdb  redis.UniversalClient
 	keys Keys
 	now  func() time.Time
+	// outbox: terminal writes also record the run in Keys.Outbox, for
+	// pipelines with webhooks (see WithWebhooks).
+	outbox bool
 }
 
 // Option configures a Store.

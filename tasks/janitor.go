@@ -76,9 +76,46 @@ func enqueuePeriodic(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, typ,
 	return err
 }
 
-// sweep fails every building run whose last progress is older than its
-// phase's deadline, with a summary naming the phase that hung.
+// outboxGrace is how long a settled run may sit in the outbox before the
+// janitor takes its webhooks as lost: the settler enqueues them within
+// moments of its terminal write. Racing it would be harmless anyway, since
+// the webhook task ids dedupe.
+const outboxGrace = 30 * time.Second
+
+// outboxBatch bounds one sweep's recoveries; the next window takes the rest.
+const outboxBatch = 100
+
+// sweep fails stalled runs and enqueues the webhooks of runs whose settler
+// did not live to do it.
 func (r *Runner) sweep(ctx context.Context, _ *asynq.Task) error {
+	return errors.Join(r.expireStalled(ctx), r.drainOutbox(ctx))
+}
+
+// drainOutbox calls Settled again for runs that settled more than
+// outboxGrace ago and are still in the outbox: the process that won their
+// terminal write died (or lost Redis) before enqueueing their webhooks.
+func (r *Runner) drainOutbox(ctx context.Context) error {
+	if len(r.Pipeline.Webhooks) == 0 {
+		return nil // no outbox is kept: save the sweep a command
+	}
+	ids, err := r.Store.Undelivered(ctx, time.Now().Add(-outboxGrace), outboxBatch)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := Settled(ctx, r.Queue, r.Store, r.Pipeline, id); err != nil {
+			errs = append(errs, err) // still in the outbox: the next sweep tries again
+			continue
+		}
+		r.Logger.Warn("webhooks recovered from the outbox", "run_id", id)
+	}
+	return errors.Join(errs...)
+}
+
+// expireStalled fails every building run whose last progress is older
+// than its phase's deadline, with a summary naming the phase that hung.
+func (r *Runner) expireStalled(ctx context.Context) error {
 	runs, err := r.Store.Building(ctx)
 	if err != nil {
 		return err

@@ -223,7 +223,7 @@ func (r *Runner) settled(ctx context.Context, id int64, won bool, result run.Res
 		return
 	}
 	r.Metrics.RunFinished(string(result))
-	if err := Settled(ctx, r.Queue, r.Pipeline, id); err != nil {
+	if err := Settled(ctx, r.Queue, r.Store, r.Pipeline, id); err != nil {
 		r.Logger.Error("webhooks not enqueued", "run_id", id, "err", err)
 	}
 }

@@ -26,6 +26,7 @@ type testBundle struct {
 	runner    *Runner
 	store     *runstore.Store
 	inspector *asynq.Inspector
+	redis     asynq.RedisClientOpt
 }
 
 func setup(t *testing.T, build string) *testBundle {
@@ -55,7 +56,7 @@ func setup(t *testing.T, build string) *testBundle {
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BaseEnv: BaseEnv(nil),
 			WatchInterval: 50 * time.Millisecond,
 		},
-		store: store, inspector: inspector,
+		store: store, inspector: inspector, redis: opt,
 	}
 }
 

@@ -36,10 +36,16 @@ type webhookPayload struct {
 // from 1 s up to about a minute).
 const webhookRetries = 12
 
-// Settled enqueues the webhooks of a run that has just reached a terminal
-// result. Call it after a terminal write that won. The task id is fixed per
-// (run, webhook), so a second call for the same run delivers nothing twice.
-func Settled(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64) error {
+// Settled enqueues the webhooks of a run that has reached a terminal
+// result, then takes the run out of the store's outbox. Call it after a
+// terminal write that won; the janitor calls it again for runs the outbox
+// still holds (the settler died or Redis blinked before this finished).
+// The task id is fixed per (run, webhook), so a second call for the same
+// run delivers nothing twice. On any error the run stays in the outbox.
+func Settled(ctx context.Context, q Enqueuer, s *runstore.Store, p *pipeline.Pipeline, runID int64) error {
+	if len(p.Webhooks) == 0 {
+		return nil // the store keeps no outbox either: nothing to do
+	}
 	var errs []error
 	for i := range p.Webhooks {
 		body, _ := json.Marshal(webhookPayload{RunID: runID, Hook: i})
@@ -54,7 +60,10 @@ func Settled(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64)
 			errs = append(errs, fmt.Errorf("enqueue webhook %d of run %d: %w", i, runID, err))
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return s.Delivered(ctx, runID)
 }
 
 // Sign is the Sando-Signature header value for body: "sha256=" and the hex
