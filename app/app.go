@@ -176,11 +176,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if err != nil {
 		return &ConfigError{fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)}
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+	srv := httpapi.NewHTTPServer(handler)
 	log.Info("api listening", "addr", ln.Addr().String(), "pipeline", p.pipeline.Name, "data_dir", p.layout.Root)
 	if ready != nil {
 		ready(ln.Addr().String())
@@ -273,7 +269,7 @@ func serveOps(addr string, p *parts, log *slog.Logger) (func(), error) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpapi.NewHTTPServer(mux)
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("worker ops listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil

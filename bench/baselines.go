@@ -20,6 +20,7 @@ import (
 
 	"sando/datadir"
 	"sando/gitfetch"
+	"sando/httpapi"
 	sproc "sando/proc"
 	"sando/runstore"
 	"sando/runview"
@@ -438,7 +439,7 @@ func ginBaseline() error {
 		return err
 	}
 	announce("baseline listening", ln.Addr().String())
-	return serveUntilTerm(&http.Server{Handler: r}, ln)
+	return serveUntilTerm(httpapi.NewHTTPServer(r), ln)
 }
 
 // asynqIdle is a bare asynq server idling on Sando's five queues, to
