@@ -294,7 +294,8 @@ func (f *floor) One(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{Repo: f.repo, Dir: dir, Log: logf, Env: f.env, Timeout: 2 * time.Minute},
+	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{Repo: f.repo, Dir: dir, Log: logf, Env: f.env, Timeout: 2 * time.Minute,
+		Cache: f.layout.GitCache()},
 		gitfetch.Want{Ref: "main"})
 	logf.Close()
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 //	<root>/worktrees/<run>/     the checkout a run builds in
 //	<root>/logs/<run>/<step>.log
 //	<root>/stage/<run>/         SANDO_STAGE_DIR
+//	<root>/git-cache/           mirrors the worktrees borrow objects from
 type Layout struct{ Root string }
 
 func (l Layout) id(run int64) string { return strconv.FormatInt(run, 10) }
@@ -26,6 +27,10 @@ func (l Layout) Worktree(run int64) string { return filepath.Join(l.Root, "workt
 
 // StageDir receives what the stage command puts there.
 func (l Layout) StageDir(run int64) string { return filepath.Join(l.Root, "stage", l.id(run)) }
+
+// GitCache holds one mirror per repository (gitfetch.Options.Cache).
+// Worktrees borrow its objects: it must outlive them.
+func (l Layout) GitCache() string { return filepath.Join(l.Root, "git-cache") }
 
 // LogsRoot is the only directory /logs serves from.
 func (l Layout) LogsRoot() string { return filepath.Join(l.Root, "logs") }

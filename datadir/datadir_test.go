@@ -34,3 +34,8 @@ func TestResolve(t *testing.T) {
 		require.ErrorIs(t, err, ErrBadRef, "%q", bad)
 	}
 }
+
+func TestGitCache(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, filepath.Join("data", "git-cache"), Layout{Root: "data"}.GitCache())
+}

@@ -5,6 +5,7 @@ package gitfetch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,10 @@ type Options struct {
 	Log     io.Writer // git's output, for the fetch log
 	Env     []string  // environment for git (PATH, HOME, …)
 	Timeout time.Duration
+	// Cache is a directory of per-repository mirrors whose objects the
+	// worktree borrows (see cache.go); empty: fetch from the repository
+	// alone, every time.
+	Cache string
 }
 
 // NotFoundError is a deterministic failure: the sha or ref does not exist
@@ -42,22 +47,34 @@ func (e *NotFoundError) Error() string { return e.What + " not found in the repo
 var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // Fetch recreates opts.Dir as a checkout of want and returns the full
-// commit id. A full sha or a ref is fetched shallowly; an abbreviated sha
-// needs the branches and tags to resolve against.
+// commit id. With a cache, see fetchCached; if the cache fails for any
+// reason but a missing commit or ref, Fetch says so in opts.Log and
+// fetches without it, so a broken cache never fails a build.
 func Fetch(ctx context.Context, opts Options, want Want) (string, error) {
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
-	if err := os.RemoveAll(opts.Dir); err != nil {
-		return "", err
+	if opts.Cache != "" {
+		sha, err := fetchCached(ctx, opts, want)
+		var nf *NotFoundError
+		if err == nil || errors.As(err, &nf) || ctx.Err() != nil {
+			return sha, err
+		}
+		if opts.Log != nil {
+			fmt.Fprintf(opts.Log, "gitfetch: the cached fetch failed (%v); fetching without the cache\n", err)
+		}
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return "", err
-	}
+	return fetchDirect(ctx, opts, want)
+}
+
+// fetchDirect fetches from the repository into the worktree alone. A full
+// sha or a ref is fetched shallowly; an abbreviated sha needs the branches
+// and tags to resolve against.
+func fetchDirect(ctx context.Context, opts Options, want Want) (string, error) {
 	g := git{opts: opts}
-	if _, err := g.run(ctx, "init", "-q"); err != nil {
+	if err := newWorktree(ctx, g); err != nil {
 		return "", err
 	}
 	sha := strings.ToLower(want.SHA)
@@ -85,9 +102,27 @@ func Fetch(ctx context.Context, opts Options, want Want) (string, error) {
 	if _, err := g.run(ctx, "checkout", "-q", "--detach", checkout); err != nil {
 		return "", err
 	}
+	return head(ctx, g)
+}
+
+// newWorktree makes g's directory an empty repository, removing whatever
+// an earlier (perhaps crashed) fetch left there.
+func newWorktree(ctx context.Context, g git) error {
+	if err := os.RemoveAll(g.opts.Dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(g.opts.Dir, 0o755); err != nil {
+		return err
+	}
+	_, err := g.run(ctx, "init", "-q")
+	return err
+}
+
+// head is the commit the worktree has checked out.
+func head(ctx context.Context, g git) (string, error) {
 	// A detached HEAD file holds the commit id itself: reading it spares a
 	// git process, about a tenth of a no-op run's fetch here.
-	if b, err := os.ReadFile(filepath.Join(opts.Dir, ".git", "HEAD")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(g.opts.Dir, ".git", "HEAD")); err == nil {
 		if head := strings.TrimSpace(string(b)); fullSHA.MatchString(head) {
 			return head, nil
 		}
@@ -117,7 +152,11 @@ func notFound(err error, what string) error {
 	return err
 }
 
-type git struct{ opts Options }
+// git runs in dir, or in opts.Dir (the worktree) when dir is empty.
+type git struct {
+	opts Options
+	dir  string
+}
 
 type gitError struct {
 	args   []string
@@ -157,7 +196,7 @@ func (g git) run(ctx context.Context, args ...string) (string, error) {
 		"GIT_CONFIG_NOSYSTEM=1",
 	)
 	res, err := proc.Run(ctx, proc.Spec{
-		Args: append([]string{"git", "-C", g.opts.Dir}, args...),
+		Args: append([]string{"git", "-C", cmp.Or(g.dir, g.opts.Dir)}, args...),
 		Env:  env, Output: w,
 	})
 	if err != nil {

@@ -281,6 +281,7 @@ func (r *Runner) fetch(ctx context.Context, cur *run.Run) verdict {
 	dir := r.Layout.Worktree(cur.ID)
 	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{
 		Repo: r.Pipeline.Repo, Dir: dir, Log: logf, Env: r.BaseEnv, Timeout: r.Pipeline.Timeouts.Fetch,
+		Cache: r.Layout.GitCache(),
 	}, want)
 	var nf *gitfetch.NotFoundError
 	switch {
