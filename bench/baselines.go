@@ -278,13 +278,14 @@ func (c *chains) launch(ctx context.Context, n int) ([]<-chan struct{}, error) {
 // in log files), then drop the worktree. No Redis, no queue.
 type floor struct {
 	repo   string
+	sha    string // the commit every run builds, by full sha
 	layout datadir.Layout
 	env    []string
 	seq    atomic.Int64
 }
 
-func newFloor(repo, dir string) *floor {
-	return &floor{repo: repo, layout: datadir.Layout{Root: dir}, env: tasks.BaseEnv(nil)}
+func newFloor(repo, sha, dir string) *floor {
+	return &floor{repo: repo, sha: sha, layout: datadir.Layout{Root: dir}, env: tasks.BaseEnv(nil)}
 }
 
 func (f *floor) One(ctx context.Context) error {
@@ -296,7 +297,7 @@ func (f *floor) One(ctx context.Context) error {
 	}
 	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{Repo: f.repo, Dir: dir, Log: logf, Env: f.env, Timeout: 2 * time.Minute,
 		Cache: f.layout.GitCache()},
-		gitfetch.Want{Ref: "main"})
+		gitfetch.Want{SHA: f.sha})
 	logf.Close()
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ func (b *bench) track(score float64, scenario, what string) {
 func (b *bench) latency(ctx context.Context) error {
 	o := b.opt
 	sando, chain, floorV, naive := newPair(), newPair(), newPair(), newPair()
-	fl := newFloor(b.repo, filepath.Join(b.work, "floor-lat"))
+	fl := newFloor(b.repo, b.sha, filepath.Join(b.work, "floor-lat"))
 	// Repetitions interleave Sando and its baselines, so a neighbour's
 	// load on a shared machine hits them alike.
 	for rep := range o.Reps {
@@ -60,7 +60,7 @@ func (b *bench) latency(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		a := newAPI(s.API.Addr)
+		a := newAPI(s.API.Addr, b.sha)
 		err = sando.sample(o.LatencyRuns, 2, func() (time.Duration, error) {
 			t0 := time.Now()
 			id, err := a.Rebuild(ctx)
@@ -197,7 +197,7 @@ func (b *bench) throughput(ctx context.Context) error {
 		sRate, sCmds := value{Unit: "runs/s"}, value{Unit: "cmds"}
 		cRate, cCmds := value{Unit: "chains/s"}, value{Unit: "cmds"}
 		fRate := value{Unit: "runs/s"}
-		fl := newFloor(b.repo, filepath.Join(b.work, fmt.Sprintf("floor-tp-%d", workers)))
+		fl := newFloor(b.repo, b.sha, filepath.Join(b.work, fmt.Sprintf("floor-tp-%d", workers)))
 		var lastTP tpResult
 		var chainStats cmdStats
 		for range o.Reps { // interleaved, as in the latency benchmark
@@ -339,7 +339,7 @@ func (b *bench) sandoThroughput(ctx context.Context, workers, runs int, profile 
 		return tpResult{}, err
 	}
 	defer s.Stop()
-	a := newAPI(s.API.Addr)
+	a := newAPI(s.API.Addr, b.sha)
 	store := runstore.New(b.redis.ctl, "tp")
 	time.Sleep(200 * time.Millisecond) // let the workers' first polls and janitor offers settle
 	var stop func()
@@ -488,7 +488,7 @@ func (b *bench) pollStack(ctx context.Context, profile bool) (*pollSetup, error)
 	if err != nil {
 		return nil, err
 	}
-	p := &pollSetup{s: s, a: newAPI(s.API.Addr)}
+	p := &pollSetup{s: s, a: newAPI(s.API.Addr, b.sha)}
 	var v *runView
 	id, err := p.a.Rebuild(ctx)
 	if err == nil {
@@ -638,7 +638,7 @@ func (b *bench) longPoll(ctx context.Context) error {
 		return err
 	}
 	defer s.Stop()
-	a := newAPI(s.API.Addr)
+	a := newAPI(s.API.Addr, b.sha)
 	id, err := a.Rebuild(ctx) // no worker: it stays queued until the bench moves it
 	if err != nil {
 		return err
@@ -744,7 +744,7 @@ func (b *bench) footprint(ctx context.Context) error {
 	time.Sleep(settle)
 	apiCold, wCold := s.API.RSS(), s.Workers[0].RSS()
 
-	a := newAPI(s.API.Addr)
+	a := newAPI(s.API.Addr, b.sha)
 	runs := max(3, min(20, o.LatencyRuns))
 	for range runs {
 		id, err := a.Rebuild(ctx)

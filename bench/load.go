@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -141,18 +142,21 @@ func httpLoad(ctx context.Context, addr, path string, conns int, warm, dur time.
 // api is a small client of Sando's HTTP API for the bench's control path.
 type api struct {
 	base string
+	sha  string // what every rebuild asks for: a full sha, as CI sends
 	hc   *http.Client
 }
 
-func newAPI(addr string) *api {
-	return &api{base: "http://" + addr, hc: &http.Client{Transport: &http.Transport{
+func newAPI(addr, sha string) *api {
+	return &api{base: "http://" + addr, sha: sha, hc: &http.Client{Transport: &http.Transport{
 		MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute,
 	}}}
 }
 
 // Rebuild is POST /rebuild; it returns the run id.
 func (a *api) Rebuild(ctx context.Context) (int64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/rebuild", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/rebuild",
+		strings.NewReader(`{"sha":"`+a.sha+`"}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		return 0, err

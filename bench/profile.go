@@ -61,7 +61,7 @@ func (b *bench) profileWorst(ctx context.Context) error {
 			return err
 		}
 		defer s.Stop()
-		a := newAPI(s.API.Addr)
+		a := newAPI(s.API.Addr, b.sha)
 		profs, err = b.profileWhile(ctx, s, secs, func() error {
 			for end := time.Now().Add((secs + 1) * time.Second); time.Now().Before(end); {
 				id, err := a.Rebuild(ctx)

@@ -200,9 +200,11 @@ func (r *report) markdown(b *bench) string {
 	fmt.Fprintf(&sb, "**Method:** the real `sando-api` and `sando-worker` binaries run as processes on a `redis-server` the bench starts "+
 		"on a free loopback port (`SANDO_POLL_INTERVAL=%s`, `SANDO_CONCURRENCY=%d` per worker). The pipeline is a local git repository "+
 		"with one commit and no-op phases: `build: \"true\"`, `stage: \"true\"`, one gate `\"true\"`, so a run is four asynq tasks "+
-		"(fetch → compile → stage → gate), like the bare chain of four. Every figure is the median of its repetitions (%d; %d for the poll benchmark, which interleaves short windows), range in brackets, "+
+		"(fetch → compile → stage → gate), like the bare chain of four. Every run asks for that commit by full sha, as CI does. Sando and the floor "+
+		"fetch through the same git cache (a mirror in the data dir, see gitfetch), so after each measurement's first run the commit is "+
+		"there for both and a fetch is a checkout alone; a new commit would add a fetch into the mirror. Every figure is the median of its repetitions (%d; %d for the poll benchmark, which interleaves short windows), range in brackets, "+
 		"next to baselines measured in the same run on the same Redis: bare asynq (in the bench process, its own queue), bare Gin (a "+
-		"separate process), `redis-benchmark`, and the floor: the same `git` fetch/checkout and commands run directly (Sando's own "+
+		"separate process, on the API's own net/http settings, `httpapi.NewHTTPServer`), `redis-benchmark`, and the floor: the same `git` fetch/checkout and commands run directly (Sando's own "+
 		"`gitfetch` and `proc` packages) with no queue. Redis command counts are INFO commandstats deltas, which include the commands "+
 		"Lua scripts run; the bench's own calls are subtracted. Throughput uses %d runs per repetition, not the issue's 2,000: "+
 		"here a run's git and sh work alone costs about 0.2 s of CPU, so 2,000 runs take 4–7 minutes per measurement and "+
