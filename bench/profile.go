@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,14 +47,18 @@ func (b *bench) profileWorst(ctx context.Context) error {
 			return err
 		})
 	case "throughput":
-		_, err = b.sandoThroughput(ctx, 1, b.opt.Runs, true, func(s *stack) func() {
-			done := make(chan struct{})
+		// Enough runs to keep the workers busy for the whole profile; the
+		// hook waits for the profile before the stack stops.
+		var perr error
+		_, err = b.sandoThroughput(ctx, 1, max(b.opt.Runs, 300), true, func(s *stack) func() {
+			done, profiled := make(chan struct{}), make(chan struct{})
 			go func() {
-				profs, err = b.profileWhile(ctx, s, secs, func() error { <-done; return nil })
+				defer close(profiled)
+				profs, perr = b.profileWhile(ctx, s, secs, func() error { <-done; return nil })
 			}()
-			return func() { close(done); time.Sleep(100 * time.Millisecond) }
+			return func() { close(done); <-profiled }
 		})
-		time.Sleep(200 * time.Millisecond)
+		err = errors.Join(err, perr)
 	default: // latency
 		var s *stack
 		s, err = b.startStack(stackOpts{Pipeline: pipelineSpec{Name: "lat", Repo: b.repo}, Workers: 1, Concurrency: b.opt.Concurrency, Profile: true})
@@ -77,6 +82,9 @@ func (b *bench) profileWorst(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if len(profs) == 0 {
+		return fmt.Errorf("profile of %s: no process served a profile", w.scenario)
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Worst ratio of this run: **%s** (%.2f of what the goal needs). CPU profile (pprof, %d s) of each Sando process "+
