@@ -26,6 +26,7 @@ import (
 	"sando/runview"
 	"sando/tasks"
 	"sando/version"
+	"sando/worker"
 )
 
 // ---------------------------------------------------------------- bare asynq chain
@@ -58,22 +59,22 @@ func oneQueue(q string) chainLayout {
 	return chainLayout{queues: map[string]int{q: 1}, of: func(int) string { return q }}
 }
 
-// sandoPhases are tasks.Queues' phase queues in chain order; link n of a
+// sandoPhases are tasks.PhaseQueues in chain order; link n of a
 // chain waits in sandoPhases[n], and links past the fourth in "gate", as a
 // pipeline's extra gates do.
 var sandoPhases = []string{"fetch", "compile", "stage", "gate"}
 
-// sandoLayout is Sando's layout, read from tasks.Queues so it follows it:
-// every queue there (the four phases and the empty "system") under prefix,
-// with the same priorities, served in strict priority.
+// sandoLayout is Sando's layout, read from tasks.PhaseQueues so it follows
+// it: the four phase queues under prefix, with the same priorities, served
+// in strict priority.
 func sandoLayout(prefix string) (chainLayout, error) {
 	for _, q := range sandoPhases {
-		if _, ok := tasks.Queues[q]; !ok {
-			return chainLayout{}, fmt.Errorf("tasks.Queues has no %q queue (%v): update sandoPhases", q, tasks.Queues)
+		if _, ok := tasks.PhaseQueues[q]; !ok {
+			return chainLayout{}, fmt.Errorf("tasks.PhaseQueues has no %q queue (%v): update sandoPhases", q, tasks.PhaseQueues)
 		}
 	}
 	l := chainLayout{queues: map[string]int{}, strict: true}
-	for q, prio := range tasks.Queues {
+	for q, prio := range tasks.PhaseQueues {
 		l.queues[prefix+q] = prio
 	}
 	l.of = func(n int) string { return prefix + sandoPhases[min(n, len(sandoPhases)-1)] }
@@ -444,23 +445,31 @@ func ginBaseline() error {
 	return serveUntilTerm(httpapi.NewHTTPServer(r), ln)
 }
 
-// asynqIdle is a bare asynq server idling on Sando's five queues, to
-// price what asynq alone costs at rest.
+// asynqIdle is bare asynq idling on Sando's queues as a worker serves
+// them (worker.Start): the phase queues at the poll interval, the system
+// queue on its own server. It prices what asynq alone costs at rest.
 func asynqIdle() error {
 	conc, _ := strconv.Atoi(os.Getenv("BENCH_CONCURRENCY"))
 	interval, _ := time.ParseDuration(os.Getenv("BENCH_POLL_INTERVAL"))
-	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: os.Getenv("BENCH_REDIS_ADDR")}, asynq.Config{
-		Concurrency: conc, Queues: tasks.Queues, StrictPriority: true, TaskCheckInterval: interval,
-		Logger: nopLogger{}, LogLevel: asynq.FatalLevel,
-	})
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error { return nil })
-	if err := srv.Start(mux); err != nil {
-		return err
+	var srvs []*asynq.Server
+	for _, c := range []asynq.Config{
+		{Concurrency: conc, Queues: tasks.PhaseQueues, StrictPriority: true, TaskCheckInterval: interval},
+		{Concurrency: worker.SystemConcurrency, Queues: map[string]int{tasks.SystemQueue: 1}, TaskCheckInterval: worker.SystemPollInterval},
+	} {
+		c.Logger, c.LogLevel = nopLogger{}, asynq.FatalLevel
+		srv := asynq.NewServer(asynq.RedisClientOpt{Addr: os.Getenv("BENCH_REDIS_ADDR")}, c)
+		if err := srv.Start(mux); err != nil {
+			return err
+		}
+		srvs = append(srvs, srv)
 	}
 	announce("asynq started", "")
 	waitTerm()
-	srv.Shutdown()
+	for _, srv := range srvs {
+		srv.Shutdown()
+	}
 	return nil
 }
 

@@ -814,7 +814,7 @@ func (b *bench) footprint(ctx context.Context) error {
 		perWorker.Samples = append(perWorker.Samples, x-idle0)
 	}
 
-	// Baselines: a bare asynq server idling on the same five queues (a
+	// Baselines: bare asynq idling on the same queues and intervals (a
 	// process of its own), and the bare Gin process.
 	bareIdle := value{Unit: "cmds/s"}
 	aq, err := b.startRole("asynq-idle", []string{"BENCH_REDIS_ADDR=" + b.redis.Addr,
@@ -860,11 +860,11 @@ func (b *bench) footprint(ctx context.Context) error {
 	b.report.add(line{Bench: bFootprint, Measure: "resident memory, idle API (fresh; after " + strconv.Itoa(runs) + " runs)", Sando: mib(apiCold),
 		Bases: []base{{"same API after the runs", mib(apiWarm)}, {"bare Gin server (the bench binary in a role: larger)", mib(ginRSS)}}})
 	b.report.add(line{Bench: bFootprint, Measure: "resident memory, idle worker (fresh; after the runs)", Sando: mib(wCold),
-		Bases: []base{{"same worker after the runs", mib(wWarm)}, {"bare asynq server on 5 queues (the bench binary in a role: larger)", mib(aqRSS)}}})
+		Bases: []base{{"same worker after the runs", mib(wWarm)}, {"bare asynq servers on Sando's queues (the bench binary in a role: larger)", mib(aqRSS)}}})
 	b.report.add(line{Bench: bFootprint, Measure: "Redis memory per finished run (MEMORY USAGE: run hash + 4 retained tasks)",
 		Sando: value{Unit: "B", Samples: []float64{median(per)}}})
 	b.report.add(line{Bench: bFootprint, Measure: "idle Redis commands/s per worker process", Sando: perWorker, Bases: []base{
-		{"bare asynq server, Sando's 5 queues, same interval", bareIdle},
+		{"bare asynq, Sando's queues and intervals", bareIdle},
 		{"bare asynq server, 1 queue, same interval", one},
 	}})
 	b.report.note("Footprint: an idle API alone sends %.1f Redis commands/s.", idle0)
@@ -873,7 +873,7 @@ func (b *bench) footprint(ctx context.Context) error {
 
 // ---------------------------------------------------------------- 6. backlog
 
-// backlog prices Sando's queue layout (tasks.Queues: a queue per phase,
+// backlog prices Sando's queue layout (tasks.PhaseQueues: a queue per phase,
 // served in strict priority, later phases first) against one FIFO queue,
 // with bare asynq: strict priority lets the first runs finish while the
 // rest wait, at the price of a Dequeue script per queue missed; one queue
@@ -950,7 +950,7 @@ func (b *bench) backlog(ctx context.Context) error {
 	b.report.add(line{Bench: bBacklog, Measure: "same, Redis commands per chain", Sando: strict.cmds, Bases: []base{{fifoName, fifo.cmds}}})
 	b.report.note("Queue layout under a backlog: %d chains of 4 links enqueued at once on one bare asynq server (Concurrency %d, "+
 		"TaskCheckInterval %s), each link sleeping %s (a phase's work) before enqueuing the next, so the work alone takes "+
-		"%d × 4 × %s ÷ %d = %s; Sando's layout is tasks.Queues (a queue per link, later links first, an empty \"system\" first of all, "+
+		"%d × 4 × %s ÷ %d = %s; Sando's layout is tasks.PhaseQueues (a queue per link, later links first, "+
 		"strict priority), FIFO is one queue for all links; times from the first enqueue. Commands per chain, last repetition: "+
 		"Sando's layout %s; FIFO %s.",
 		n, o.Concurrency, o.PollInterval, o.BacklogWork, n, o.BacklogWork, o.Concurrency,

@@ -64,7 +64,7 @@ func enqueuePeriodic(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, typ,
 	window := now.Unix() / int64(interval/time.Second)
 	body, _ := json.Marshal(struct{}{})
 	_, err := q.EnqueueContext(ctx, asynq.NewTask(typ, body),
-		asynq.Queue("system"),
+		asynq.Queue(SystemQueue),
 		asynq.TaskID(p.Name+":"+name+":"+strconv.FormatInt(window, 10)),
 		asynq.MaxRetry(0), // the next window runs it again
 		asynq.Timeout(interval),

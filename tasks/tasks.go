@@ -26,11 +26,17 @@ const (
 	TypeGate    = "sando:gate"
 )
 
-// Queues, one per phase, so operators see in Asynqmon where runs wait,
-// plus "system" for webhook deliveries and the janitor. Workers serve them
-// in strict priority, later phases first: a run that has started finishes
-// before a new one is fetched.
-var Queues = map[string]int{"system": 5, "gate": 4, "stage": 3, "compile": 2, "fetch": 1}
+// PhaseQueues, one per phase, so operators see in Asynqmon where runs
+// wait. Workers serve them in strict priority, later phases first: a run
+// that has started finishes before a new one is fetched (the bench's
+// benchmark 6 measures what that buys under a backlog, and costs).
+var PhaseQueues = map[string]int{"gate": 4, "stage": 3, "compile": 2, "fetch": 1}
+
+// SystemQueue holds webhook deliveries, the janitor's sweep and the prune.
+// A worker serves it with an asynq server of its own: a slow webhook
+// receiver never holds a build's slot, these tasks never wait behind a
+// backlog of phases, and no phase dequeue pays a look at this queue first.
+const SystemQueue = "system"
 
 // Payload is the body of every phase task.
 type Payload struct {

@@ -50,7 +50,7 @@ func Settled(ctx context.Context, q Enqueuer, s *runstore.Store, p *pipeline.Pip
 	for i := range p.Webhooks {
 		body, _ := json.Marshal(webhookPayload{RunID: runID, Hook: i})
 		_, err := q.EnqueueContext(ctx, asynq.NewTask(TypeWebhook, body),
-			asynq.Queue("system"),
+			asynq.Queue(SystemQueue),
 			asynq.TaskID(p.Name+":"+strconv.FormatInt(runID, 10)+":webhook-"+strconv.Itoa(i)),
 			asynq.MaxRetry(webhookRetries),
 			asynq.Timeout(time.Minute),

@@ -1,6 +1,7 @@
 // Package worker runs Sando's phases: an asynq server on the phase queues,
 // tuned so an idle worker picks up the next phase within tens of
-// milliseconds, with graceful shutdown and asynq's logs routed to slog.
+// milliseconds, and a small one on the system queue (webhooks, janitor,
+// prune), with graceful shutdown and asynq's logs routed to slog.
 package worker
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -33,9 +35,17 @@ type Config struct {
 	Logger          *slog.Logger
 }
 
-// Worker is a started asynq server.
+// The system queue's server: two tasks at once (a webhook waits on its
+// receiver for up to a minute), and a poll slow enough to cost little at
+// rest; webhooks and sweeps need no hand-off in milliseconds.
+const (
+	SystemConcurrency  = 2
+	SystemPollInterval = 100 * time.Millisecond
+)
+
+// Worker is a started pair of asynq servers: phases, and system tasks.
 type Worker struct {
-	srv         *asynq.Server
+	srv, sys    *asynq.Server
 	runner      *tasks.Runner
 	stopJanitor context.CancelFunc
 	log         *slog.Logger
@@ -48,18 +58,22 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 	if conc <= 0 {
 		conc = runtime.NumCPU()
 	}
-	srv := asynq.NewServer(cfg.Redis, asynq.Config{
-		Concurrency:              conc,
-		Queues:                   tasks.Queues,
-		StrictPriority:           true,
-		TaskCheckInterval:        cmp.Or(cfg.PollInterval, 10*time.Millisecond),
-		DelayedTaskCheckInterval: time.Second, // retries come back within a second of due
-		RetryDelayFunc:           tasks.RetryDelay,
-		ErrorHandler:             asynq.ErrorHandlerFunc(runner.HandleError),
-		ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 10*time.Second),
-		Logger:                   asynqLogger{logger.With("source", "asynq")},
-		LogLevel:                 asynq.InfoLevel,
-	})
+	server := func(conc int, queues map[string]int, poll time.Duration) *asynq.Server {
+		return asynq.NewServer(cfg.Redis, asynq.Config{
+			Concurrency:              conc,
+			Queues:                   queues,
+			StrictPriority:           true,
+			TaskCheckInterval:        poll,
+			DelayedTaskCheckInterval: time.Second, // retries come back within a second of due
+			RetryDelayFunc:           tasks.RetryDelay,
+			ErrorHandler:             asynq.ErrorHandlerFunc(runner.HandleError),
+			ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 10*time.Second),
+			Logger:                   asynqLogger{logger.With("source", "asynq")},
+			LogLevel:                 asynq.InfoLevel,
+		})
+	}
+	srv := server(conc, tasks.PhaseQueues, cmp.Or(cfg.PollInterval, 10*time.Millisecond))
+	sys := server(SystemConcurrency, map[string]int{tasks.SystemQueue: 1}, SystemPollInterval)
 	mux := asynq.NewServeMux()
 	runner.Register(mux)
 	// A worker SIGKILLed on this data dir may have left its builds'
@@ -72,10 +86,14 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 	if err := srv.Start(mux); err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
-	logger.Info("worker started", "concurrency", conc, "queues", tasks.Queues)
+	if err := sys.Start(mux); err != nil {
+		srv.Shutdown()
+		return nil, fmt.Errorf("start worker's system queue: %w", err)
+	}
+	logger.Info("worker started", "concurrency", conc, "queues", tasks.PhaseQueues, "system_queue", tasks.SystemQueue)
 	ctx, stop := context.WithCancel(context.Background())
 	go janitor(ctx, runner, logger)
-	return &Worker{srv: srv, runner: runner, stopJanitor: stop, log: logger}, nil
+	return &Worker{srv: srv, sys: sys, runner: runner, stopJanitor: stop, log: logger}, nil
 }
 
 // janitor offers the fleet's janitor sweep and prune twice per window;
@@ -105,7 +123,10 @@ func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
 // their contexts, which kills their process groups.
 func (w *Worker) Shutdown() {
 	w.stopJanitor()
-	w.srv.Shutdown()
+	var wg sync.WaitGroup // both at once: the timeout is spent once
+	wg.Go(w.srv.Shutdown)
+	wg.Go(w.sys.Shutdown)
+	wg.Wait()
 	// asynq has handed unfinished tasks back and cancelled their contexts;
 	// wait for the handlers to have killed their process groups.
 	if !w.runner.Drain(10 * time.Second) {
