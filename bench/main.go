@@ -87,6 +87,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", o.Out, "write the report here (Markdown); empty: don't")
 	flag.IntVar(&o.Reps, "reps", o.Reps, "repetitions per figure (the figure is their median)")
 	flag.IntVar(&o.Runs, "runs", o.Runs, "runs per throughput repetition")
+	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "SANDO_CONCURRENCY of each worker, and the baselines' parallelism per worker")
 	flag.IntVar(&o.Waiters, "waiters", o.Waiters, "concurrent long-poll waiters")
 	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog")
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "pprof the worst ratio and report its top functions")
