@@ -57,7 +57,7 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		Reps: 3, LatencyRuns: 30, DefaultRuns: 3, Runs: 100, Waiters: 10000, Conns: 64, PollReps: 5,
+		Reps: 3, LatencyRuns: 30, DefaultRuns: 3, Runs: 2000, Waiters: 10000, Conns: 64, PollReps: 5,
 		LoadDur: 2 * time.Second, Warmup: 500 * time.Millisecond, RBRequests: 100000,
 		BacklogChains: 40, BacklogWork: 20 * time.Millisecond,
 		Concurrency: runtime.NumCPU(), PollInterval: 10 * time.Millisecond, Profile: true,

@@ -206,9 +206,7 @@ func (r *report) markdown(b *bench) string {
 		"next to baselines measured in the same run on the same Redis: bare asynq (in the bench process, its own queue), bare Gin (a "+
 		"separate process, on the API's own net/http settings, `httpapi.NewHTTPServer`), `redis-benchmark`, and the floor: the same `git` fetch/checkout and commands run directly (Sando's own "+
 		"`gitfetch` and `proc` packages) with no queue. Redis command counts are INFO commandstats deltas, which include the commands "+
-		"Lua scripts run; the bench's own calls are subtracted. Throughput uses %d runs per repetition, not the issue's 2,000: "+
-		"here a run's git and sh work alone costs about 0.2 s of CPU, so 2,000 runs take 4–7 minutes per measurement and "+
-		"the whole bench would take over an hour (`go run ./bench -runs 2000` does it). Took %s.\n\n",
+		"Lua scripts run; the bench's own calls are subtracted. Throughput uses %d runs per repetition. Took %s.\n\n",
 		o.PollInterval, o.Concurrency, o.Reps, o.PollReps, o.Runs, r.Elapsed.Round(time.Second))
 	sb.WriteString("## Results\n\n")
 	sb.WriteString(r.table(true))
