@@ -1,6 +1,9 @@
 package httpapi
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
 
 // reads coalesces the Redis reads of one run. N concurrent polls of a
 // building run then cost about one HGETALL per Redis round trip instead of
@@ -53,12 +56,19 @@ func (b *reads) do(id int64, fetch func() (rendered, error)) (rendered, error) {
 }
 
 func (b *reads) run(id int64, mine *read, fetch func() (rendered, error)) (rendered, error) {
+	// Even if fetch panics (the leader's request then answers 500), the
+	// requests sharing this read get an error instead of waiting forever.
+	mine.err = errReadPanicked
+	defer func() {
+		b.mu.Lock()
+		if b.m[id] == mine && mine.next == nil {
+			delete(b.m, id)
+		}
+		b.mu.Unlock()
+		close(mine.done)
+	}()
 	mine.v, mine.err = fetch()
-	b.mu.Lock()
-	if b.m[id] == mine && mine.next == nil {
-		delete(b.m, id)
-	}
-	b.mu.Unlock()
-	close(mine.done)
 	return mine.v, mine.err
 }
+
+var errReadPanicked = errors.New("the shared read of this run failed")

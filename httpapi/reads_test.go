@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -68,5 +69,38 @@ func TestReadsOfOtherRunsDoNotWait(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a read of run 2 waited for run 1's")
+	}
+}
+
+// A read that panics fails the requests sharing it; none waits forever,
+// and the next read of the run starts afresh.
+func TestReadsSurviveAPanickingRead(t *testing.T) {
+	b := newReads()
+	started, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer func() { _ = recover() }() // the leader's request: Gin's recovery answers 500
+		_, _ = b.do(1, func() (rendered, error) { close(started); <-release; panic("boom") })
+	}()
+	<-started
+	follower := make(chan error, 1)
+	go func() {
+		_, err := b.do(1, func() (rendered, error) { return rendered{etag: "next"}, nil })
+		follower <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the follower queues behind the panicking read
+	close(release)
+	select {
+	case err := <-follower:
+		// It either shared the next read (which succeeded) or, had it
+		// joined the panicking one, got its error; never a hang.
+		if err != nil && !errors.Is(err, errReadPanicked) {
+			t.Fatalf("follower: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request sharing a panicking read waited forever")
+	}
+	v, err := b.do(1, func() (rendered, error) { return rendered{etag: "fresh"}, nil })
+	if err != nil || v.etag != "fresh" {
+		t.Fatalf("next read: %v %q", err, v.etag)
 	}
 }
