@@ -149,6 +149,7 @@ func openMirror(ctx context.Context, opts Options) (mirror, error) {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return m, err
 	}
+	removeStale(cache)
 	tmp, err := os.MkdirTemp(cache, "new-*.tmp")
 	if err != nil {
 		return m, err
@@ -173,6 +174,21 @@ func openMirror(ctx context.Context, opts Options) (mirror, error) {
 		return m, err
 	}
 	return m, nil
+}
+
+// staleAfter is when a half-made mirror is surely not being made any more:
+// making one takes three git processes.
+const staleAfter = time.Hour
+
+// removeStale removes what a process that died making a mirror left in
+// cache. Best effort: another process may be removing it too.
+func removeStale(cache string) {
+	old, _ := filepath.Glob(filepath.Join(cache, "new-*.tmp"))
+	for _, dir := range old {
+		if st, err := os.Stat(dir); err == nil && time.Since(st.ModTime()) > staleAfter {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 // mirrorName is "<first 16 hex of sha256(repo)>.git".

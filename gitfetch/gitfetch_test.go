@@ -351,3 +351,20 @@ func tagObject(t *testing.T, dir, tag string) string {
 	require.NoError(t, err)
 	return strings.TrimSpace(string(out))
 }
+
+// A mirror half made by a process that died is removed once stale; one
+// being made right now is left alone.
+func TestFetchCacheRemovesStaleHalfMadeMirrors(t *testing.T) {
+	t.Parallel()
+	src, first, _ := repo(t)
+	cache := t.TempDir()
+	stale, fresh := filepath.Join(cache, "new-1.tmp"), filepath.Join(cache, "new-2.tmp")
+	for _, dir := range []string{stale, fresh} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "objects"), 0o755))
+	}
+	long := time.Now().Add(-2 * staleAfter)
+	require.NoError(t, os.Chtimes(stale, long, long))
+	fetchOK(t, Options{Repo: src, Cache: cache}, Want{SHA: first}, first, "1.0.0")
+	require.NoDirExists(t, stale)
+	require.DirExists(t, fresh)
+}
