@@ -446,7 +446,7 @@ func (b *bench) cpuOf(s *stack) map[string]float64 {
 		out["workers"] += self
 		out["children"] += kids
 	}
-	out["redis"], _ = cpuMS(b.redis.cmd.Process.Pid, false)
+	out["redis"], _ = cpuMS(b.redis.PID(), false)
 	return out
 }
 
@@ -613,7 +613,7 @@ func (b *bench) poll(ctx context.Context) error {
 
 // redisBenchmark runs redis-benchmark with one command and returns req/s.
 func (b *bench) redisBenchmark(ctx context.Context, clients, n int, args ...string) (float64, error) {
-	cmd := exec.CommandContext(ctx, "redis-benchmark", append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.redis.Port),
+	cmd := exec.CommandContext(ctx, "redis-benchmark", append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.redis.Port()),
 		"-c", strconv.Itoa(clients), "-n", strconv.Itoa(n), "--csv"}, args...)...)
 	out, err := cmd.Output()
 	if err != nil {

@@ -19,17 +19,16 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"sando/internal/redistest"
 )
 
 // ---------------------------------------------------------------- redis
 
-// redisServer is a redis-server child on a free loopback port, started the
-// way the test suite starts one (internal/redistest), without testing.TB.
+// redisServer is a redis-server child on a free loopback port, started
+// the way the test suite starts one (internal/redistest).
 type redisServer struct {
-	Addr string
-	Port int
-	dir  string
-	cmd  *exec.Cmd
+	*redistest.Server
 
 	// ctl is the bench's own client; own counts the commands it sent, so
 	// they can be taken out of INFO commandstats deltas.
@@ -38,54 +37,27 @@ type redisServer struct {
 }
 
 func startRedis(dir string) (*redisServer, error) {
-	bin := "redis-server"
-	if b := os.Getenv("REDIS_SERVER"); b != "" {
-		bin = b
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		return nil, fmt.Errorf("redis-server not found (install it, or set REDIS_SERVER): %w", err)
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		s := &redisServer{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
-		s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir,
-			"--maxmemory-policy", "noeviction", "--maxclients", "20000")
-		s.cmd.Dir = dir
-		if err := s.cmd.Start(); err != nil {
-			return nil, err
-		}
-		if lastErr = waitPing(s.Addr, 5*time.Second); lastErr != nil {
-			_ = s.cmd.Process.Kill()
-			_ = s.cmd.Wait()
-			continue
-		}
-		s.own = &cmdCounter{n: map[string]int64{}}
-		s.ctl = redis.NewClient(&redis.Options{Addr: s.Addr, PoolSize: 4})
-		s.ctl.AddHook(s.own)
-		return s, nil
+	// The long-poll benchmark holds 10,000 connections through the API.
+	srv, err := redistest.Launch(dir, "--maxclients", "20000")
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("start redis-server: %w", lastErr)
+	s := &redisServer{Server: srv, own: &cmdCounter{n: map[string]int64{}}}
+	s.ctl = redis.NewClient(&redis.Options{Addr: s.Addr, PoolSize: 4})
+	s.ctl.AddHook(s.own)
+	return s, nil
 }
 
 func (s *redisServer) Stop() {
-	if s == nil || s.cmd == nil {
+	if s == nil || s.Server == nil {
 		return
 	}
 	_ = s.ctl.Close()
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
+	s.Server.Stop()
 }
-
-func (s *redisServer) URL() string { return "redis://" + s.Addr }
 
 func (s *redisServer) Client() *redis.Client { return redis.NewClient(&redis.Options{Addr: s.Addr}) }
 
@@ -220,32 +192,6 @@ func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 		}
 		return next(ctx, cmds)
 	}
-}
-
-func waitPing(addr string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	var err error
-	for time.Now().Before(deadline) {
-		var c net.Conn
-		c, err = net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-			_, err = c.Write([]byte("PING\r\n"))
-			if err == nil {
-				var line string
-				line, err = bufio.NewReader(c).ReadString('\n')
-				if err == nil && !strings.HasPrefix(line, "+PONG") {
-					err = fmt.Errorf("PING answered %q", strings.TrimSpace(line))
-				}
-			}
-			c.Close()
-			if err == nil {
-				return nil
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return fmt.Errorf("redis-server on %s did not answer PING: %w", addr, err)
 }
 
 func freePort() (int, error) {

@@ -45,9 +45,6 @@ func Binary() string {
 // suite promises a real Redis, so a silent skip would hide a broken CI.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	if _, err := exec.LookPath(Binary()); err != nil {
-		t.Fatalf("redis-server not found (install it, or set REDIS_SERVER): %v", err)
-	}
 	return startWith(t, func() ([]string, error) { return extra, nil })
 }
 
@@ -55,16 +52,34 @@ func Start(t testing.TB, extra ...string) *Server {
 // (a cluster node needs a second free port).
 func startWith(t testing.TB, extra func() ([]string, error)) *Server {
 	t.Helper()
-	s := &Server{dir: t.TempDir()}
+	s, err := launch(t.TempDir(), extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch is Start for a program with no testing.TB (the benchmarks): the
+// server keeps its files in dir, and the caller stops it.
+func Launch(dir string, extra ...string) (*Server, error) {
+	return launch(dir, func() ([]string, error) { return extra, nil })
+}
+
+func launch(dir string, extra func() ([]string, error)) (*Server, error) {
+	if _, err := exec.LookPath(Binary()); err != nil {
+		return nil, fmt.Errorf("redis-server not found (install it, or set REDIS_SERVER): %w", err)
+	}
+	s := &Server{dir: dir}
 	var lastErr error
 	for range 5 { // a free port can be taken between probe and bind
 		port, err := freePort()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		more, err := extra()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.args = append([]string{
@@ -73,12 +88,27 @@ func startWith(t testing.TB, extra func() ([]string, error)) *Server {
 			"--maxmemory-policy", "noeviction", // asynq's keys must never be evicted
 		}, more...)
 		if lastErr = s.start(); lastErr == nil {
-			t.Cleanup(s.Stop)
-			return s
+			return s, nil
 		}
 	}
-	t.Fatalf("start redis-server: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("start redis-server: %w", lastErr)
+}
+
+// Port is the server's loopback port.
+func (s *Server) Port() int {
+	_, p, _ := net.SplitHostPort(s.Addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// PID is the server's process id, 0 once stopped.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 func (s *Server) start() error {
