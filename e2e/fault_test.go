@@ -390,14 +390,12 @@ gates:
 	require.NoFileExists(t, filepath.Join(f.dataDir, "logs", strconv.Itoa(id), "gate-unit.log"))
 }
 
-// Redis killed and started again (with its append-only file) in the
-// middle of a build: meanwhile the API answers 503 with Retry-After at
-// once and never hangs; afterwards the run ends consistently, the workers
-// reconnect by themselves and the next run passes.
-func TestRedisRestartMidRun(t *testing.T) {
-	t.Parallel()
+// compilingRun starts a fleet of one worker on rs and a run whose build
+// takes 2 s, and returns once the run is compiling: a build in flight for
+// a Redis fault to hit.
+func compilingRun(t *testing.T, rs *redistest.Server) (*fleet, int) {
+	t.Helper()
 	proj := newProject(t, map[string]string{"VERSION": "1.0.0\n"})
-	rs := redistest.StartPersistent(t)
 	f := startFleet(t, proj, rs.URL(), `build: sleep 2; echo built
 gates:
   - kind: unit
@@ -406,6 +404,17 @@ gates:
 	f.startWorker("worker-a")
 	id := f.rebuild("")
 	f.waitRun(id, 10*time.Second, "compiling", func(m map[string]any) bool { return m["phase"] == "compiling" })
+	return f, id
+}
+
+// Redis killed and started again (with its append-only file) in the
+// middle of a build: meanwhile the API answers 503 with Retry-After at
+// once and never hangs; afterwards the run ends consistently, the workers
+// reconnect by themselves and the next run passes.
+func TestRedisRestartMidRun(t *testing.T) {
+	t.Parallel()
+	rs := redistest.StartPersistent(t)
+	f, id := compilingRun(t, rs)
 
 	rs.Stop()
 	impatient := &http.Client{Timeout: 3 * time.Second, Transport: validating(http.DefaultTransport)}
@@ -501,16 +510,8 @@ gates:
 // answers again the run finishes consistently.
 func TestRedisHungMidRun(t *testing.T) {
 	t.Parallel()
-	proj := newProject(t, map[string]string{"VERSION": "1.0.0\n"})
 	rs := redistest.Start(t)
-	f := startFleet(t, proj, rs.URL(), `build: sleep 2; echo built
-gates:
-  - kind: unit
-    run: echo unit ok
-`)
-	f.startWorker("worker-a")
-	id := f.rebuild("")
-	f.waitRun(id, 10*time.Second, "compiling", func(m map[string]any) bool { return m["phase"] == "compiling" })
+	f, id := compilingRun(t, rs)
 
 	require.NoError(t, rs.Pause())
 	resumed := false
