@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -45,7 +44,7 @@ func (s *Server) logs(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	http.ServeContent(&rangeProblems{ResponseWriter: c.Writer}, c.Request, "", st.ModTime(), f)
+	http.ServeContent(&rangeProblems{ResponseWriter: c.Writer, c: c}, c.Request, "", st.ModTime(), f)
 }
 
 // rangeProblems makes http.ServeContent's one error a client can cause, 416
@@ -53,6 +52,7 @@ func (s *Server) logs(c *gin.Context) {
 // ServeContent's Content-Range (bytes */size) and drops its text body.
 type rangeProblems struct {
 	gin.ResponseWriter
+	c        *gin.Context
 	replaced bool
 }
 
@@ -62,16 +62,12 @@ func (w *rangeProblems) WriteHeader(code int) {
 		return
 	}
 	w.replaced = true
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Del("Content-Length")
+	w.Header().Del("Content-Length") // ServeContent's, for its text
 	detail := "the Range is past the end of the log"
-	if size, ok := strings.CutPrefix(h.Get("Content-Range"), "bytes */"); ok {
+	if size, ok := strings.CutPrefix(w.Header().Get("Content-Range"), "bytes */"); ok {
 		detail += " (" + size + " bytes)"
 	}
-	body, _ := json.Marshal(problem{Type: "about:blank", Title: http.StatusText(code), Status: code, Detail: detail})
-	w.ResponseWriter.WriteHeader(code)
-	_, _ = w.ResponseWriter.Write(body)
+	writeProblem(w.c, code, detail) // through c.Writer, not this wrapper
 }
 
 func (w *rangeProblems) Write(b []byte) (int, error) {
