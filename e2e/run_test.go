@@ -236,3 +236,26 @@ func TestCancel(t *testing.T) {
 	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
 	require.Equal(t, "aborted", s.get(fmt.Sprintf("/runs/%d", id)).json(t)["result"], "stays aborted after the retry")
 }
+
+// Following the log of a running gate streams its output as it is written
+// and ends when the gate does: the change of the run wakes the follower.
+func TestFollowRunningGateLog(t *testing.T) {
+	t.Parallel()
+	proj := newProject(t, map[string]string{"VERSION": "1.0.0\n"})
+	s := startStack(t, proj, stackOpts{pipeline: `build: echo built
+gates:
+  - kind: unit
+    run: echo one; sleep 2; echo two
+`})
+	id := s.rebuild("")
+	s.waitRun(id, 20*time.Second, "unit gate running", func(m map[string]any) bool {
+		g, ok := gatesOf(m)["unit"]
+		return ok && g == nil
+	})
+	began := time.Now()
+	r := s.get(fmt.Sprintf("/logs/%d/gate-unit.log?follow=1", id))
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, "one\ntwo\n", string(r.body), "the whole output, then the end of the stream")
+	require.Less(t, time.Since(began), 10*time.Second, "the stream ended with the gate")
+	require.Equal(t, "passed", s.waitTerminal(id)["result"])
+}

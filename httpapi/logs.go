@@ -14,6 +14,7 @@ import (
 
 	"sando/datadir"
 	"sando/run"
+	"sando/runwatch"
 )
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
@@ -84,8 +85,17 @@ func (s *Server) follow(c *gin.Context, ref string, f *os.File) {
 	id, step, ok := parseRef(ref)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), maxFollow)
 	defer cancel()
+	// The run is re-read only when it changed (runwatch, as long-polls
+	// are woken), not on a timer: an idle follower costs Redis nothing.
+	var w *runwatch.Watcher
+	if ok && s.Watch != nil {
+		w = s.Watch.Watch(id) // before the first read: no change slips by
+		defer func() { w.Close() }()
+	}
 	c.Status(http.StatusOK)
+	c.Writer.Flush() // the 200 now, not at the step's first byte
 	buf := make([]byte, 32<<10)
+	check := true // the step may be over already
 	lastCheck := time.Time{}
 	for {
 		n, err := f.Read(buf)
@@ -100,25 +110,36 @@ func (s *Server) follow(c *gin.Context, ref string, f *os.File) {
 			return
 		}
 		// At the end of what is written: stop once the step is over (one
-		// more read above catches its last bytes), else wait for more.
+		// more read catches its last bytes), else wait for more.
 		if !ok {
 			return
 		}
-		if time.Since(lastCheck) > 500*time.Millisecond {
+		if check {
 			lastCheck = time.Now()
 			r, gerr := s.Store.Get(ctx, id)
 			if gerr != nil || stepEnded(r, step) {
-				n, _ := io.Copy(c.Writer, f)
-				if n > 0 {
+				if n, _ := io.Copy(c.Writer, f); n > 0 {
 					c.Writer.Flush()
 				}
 				return
 			}
 		}
-		select {
-		case <-ctx.Done():
+		// New bytes need polling the file; a change of the run does not.
+		switch {
+		case w != nil:
+			if check = w.Wait(ctx, 100*time.Millisecond); check {
+				w.Close()
+				w = s.Watch.Watch(id)
+			}
+		default: // no subscription: look at the run every 500 ms
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			check = time.Since(lastCheck) > 500*time.Millisecond
+		}
+		if ctx.Err() != nil {
 			return
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
