@@ -243,29 +243,12 @@ func (c *chains) Each(ctx context.Context, n int) ([]time.Duration, error) {
 // clients would) and returns their done channels.
 func (c *chains) launch(ctx context.Context, n int) ([]<-chan struct{}, error) {
 	dones := make([]<-chan struct{}, n)
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	next := atomic.Int64{}
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				ch, err := c.start(ctx)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				dones[i] = ch
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	err := forEach(ctx, n, 8, func(i int) error {
+		ch, err := c.start(ctx)
+		dones[i] = ch
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return dones, nil
@@ -335,23 +318,7 @@ func (f *floor) One(ctx context.Context) error {
 // Many does n runs' work with par goroutines.
 func (f *floor) Many(ctx context.Context, n, par int) (time.Duration, error) {
 	t0 := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range par {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				if err := f.One(ctx); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	if err := forEach(ctx, n, par, func(int) error { return f.One(ctx) }); err != nil {
 		return 0, err
 	}
 	return time.Since(t0), nil

@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -352,23 +350,11 @@ func (b *bench) sandoThroughput(ctx context.Context, workers, runs int, profile 
 		return tpResult{}, err
 	}
 	t0 := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(runs) {
-				if _, err := a.Rebuild(ctx); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	err = forEach(ctx, runs, 8, func(int) error {
+		_, err := a.Rebuild(ctx)
+		return err
+	})
+	if err != nil {
 		return tpResult{}, err
 	}
 	deadline := time.Now().Add(10 * time.Minute)

@@ -275,30 +275,15 @@ type waiters struct {
 
 func dialWaiters(ctx context.Context, addr string, n int) (*waiters, error) {
 	w := &waiters{conns: make([]net.Conn, n), brs: make([]*bufio.Reader, n), got: make([]time.Time, n), codes: make([]int, n)}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var d net.Dialer
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				c, err := d.DialContext(ctx, "tcp", addr)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				w.conns[i], w.brs[i] = c, bufio.NewReaderSize(c, 2048)
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	var d net.Dialer
+	err := forEach(ctx, n, 64, func(i int) error {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			w.conns[i], w.brs[i] = c, bufio.NewReaderSize(c, 2048)
+		}
+		return err
+	})
+	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("dial waiter: %w", err)
 	}
