@@ -25,8 +25,12 @@ func (k Keys) Runs() string { return k.prefix + "runs" }
 // Building is the set of ids still building, which a newer rebuild aborts.
 func (k Keys) Building() string { return k.prefix + "building" }
 
-// RunPrefix is the prefix of run hashes; scripts append the id.
-func (k Keys) RunPrefix() string { return k.prefix + "run:" }
+// runSegment follows the pipeline's prefix in a run hash's name; scripts
+// derive run keys with it (luaPrelude's runkey).
+const runSegment = "run:"
+
+// RunPrefix is the prefix of run hashes.
+func (k Keys) RunPrefix() string { return k.prefix + runSegment }
 
 // Run is the hash of one run: scalar fields plus one "gate:<kind>" field
 // per gate, so a whole view is one HGETALL.

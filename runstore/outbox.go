@@ -15,16 +15,6 @@ import (
 // terminal writes run no extra command.
 func WithWebhooks(on bool) Option { return func(s *Store) { s.outbox = on } }
 
-// outboxArgs is what a terminal write appends to its keys and arguments
-// to record the run in the outbox at now: nothing when the pipeline has no
-// webhooks, and the scripts treat the missing key as "no outbox".
-func (s *Store) outboxArgs(keys []string, args []any, now time.Time) ([]string, []any) {
-	if !s.outbox {
-		return keys, args
-	}
-	return append(keys, s.keys.Outbox()), append(args, now.UnixMilli())
-}
-
 // Delivered takes a run out of the outbox once all its webhooks are
 // enqueued.
 func (s *Store) Delivered(ctx context.Context, id int64) error {

@@ -20,10 +20,10 @@ import (
 // ARGV[1] now (RFC 3339)
 //
 // Returns -1 no such run, 0 run is terminal, 1 applied.
-var heartbeatScript = redis.NewScript(`
+var heartbeatScript = newScript(`
 local r = redis.call("HGET", KEYS[1], "result")
 if not r then return -1 end
-if r ~= "building" then return 0 end
+if r ~= BUILDING then return 0 end
 redis.call("HSET", KEYS[1], "progress_at", ARGV[1])
 return 1
 `)
@@ -73,27 +73,19 @@ func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
 // expireScript fails a building run only if it made no progress since the
 // janitor looked: a heartbeat in between saves it.
 //
-// KEYS[1] run hash
-// KEYS[2] building set
-// KEYS[3] outbox sorted set, only when the pipeline has webhooks
-// ARGV[1] progress_at the janitor saw
-// ARGV[2] failure summary
-// ARGV[3] now (RFC 3339)
-// ARGV[4] run id
-// ARGV[5] events channel
-// ARGV[6] now (unix ms): the outbox score, with KEYS[3]
+// KEYS[1..3], ARGV[1..4] as for every terminal write (luaPrelude)
+// KEYS[4] run hash
+// ARGV[5] run id
+// ARGV[6] progress_at the janitor saw
+// ARGV[7] failure summary
 //
 // Returns -1 no such run, 0 already terminal, 1 failed it, 2 it progressed.
-var expireScript = redis.NewScript(`
-local cur = redis.call("HMGET", KEYS[1], "result", "progress_at")
+var expireScript = newScript(`
+local cur = redis.call("HMGET", KEYS[4], "result", "progress_at")
 if not cur[1] then return -1 end
-if cur[1] ~= "building" then return 0 end
-if (cur[2] or "") ~= ARGV[1] then return 2 end
-redis.call("HSET", KEYS[1], "result", "failed", "phase", "done", "finished_at", ARGV[3],
-  "failure_summary", ARGV[2])
-redis.call("SREM", KEYS[2], ARGV[4])
-if KEYS[3] then redis.call("ZADD", KEYS[3], ARGV[6], ARGV[4]) end
-redis.call("PUBLISH", ARGV[5], ARGV[4])
+if cur[1] ~= BUILDING then return 0 end
+if (cur[2] or "") ~= ARGV[6] then return 2 end
+terminal(KEYS[4], ARGV[5], FAILED, ARGV[7])
 return 1
 `)
 
@@ -101,11 +93,8 @@ return 1
 // (seen is the progress_at the janitor read). It reports whether it failed
 // the run.
 func (s *Store) Expire(ctx context.Context, id int64, seen time.Time, summary string) (bool, error) {
-	now := s.now()
-	keys, args := s.outboxArgs([]string{s.keys.Run(id), s.keys.Building()},
-		[]any{seen.UTC().Format(timeLayout), headline.Truncate(summary), now.UTC().Format(timeLayout), id, s.keys.Events()},
-		now)
-	code, err := expireScript.Run(ctx, s.rdb, keys, args...).Int64()
+	code, err := expireScript.Run(ctx, s.rdb, s.terminalKeys(s.keys.Run(id)),
+		s.terminalArgs(id, seen.UTC().Format(timeLayout), headline.Truncate(summary))...).Int64()
 	o, err := guardedCode("expire", id, code, err)
 	return o == Applied, err
 }
@@ -117,30 +106,31 @@ func (s *Store) CountBuilding(ctx context.Context) (int64, error) {
 
 // pruneScript deletes finished runs older than a cutoff, oldest first,
 // never the newest keep runs and never the last passed run (/state shows
-// it).
+// it). The run hashes are derived from KEYS[1] (luaPrelude's runkey): which
+// runs are old enough is only known inside the script.
 //
-// KEYS[1] runs sorted set
+// KEYS[1] building set (only its hash tag is read, for runkey)
 // KEYS[2] last passed id
-// ARGV[1] run hash prefix
-// ARGV[2] cutoff (RFC 3339 UTC with milliseconds: compares as a string)
-// ARGV[3] how many of the newest runs to keep whatever their age
-// ARGV[4] most runs to delete in this call
+// KEYS[3] runs sorted set
+// ARGV[1] cutoff (RFC 3339 UTC with milliseconds: compares as a string)
+// ARGV[2] how many of the newest runs to keep whatever their age
+// ARGV[3] most runs to delete in this call
 //
 // Returns the deleted ids.
-var pruneScript = redis.NewScript(`
-local keep = tonumber(ARGV[3])
-local candidates = redis.call("ZRANGE", KEYS[1], 0, -(keep + 1))
+var pruneScript = newScript(`
+local keep = tonumber(ARGV[2])
+local candidates = redis.call("ZRANGE", KEYS[3], 0, -(keep + 1))
 local protect = redis.call("GET", KEYS[2]) or ""
 local deleted = {}
 for _, id in ipairs(candidates) do
-  if #deleted >= tonumber(ARGV[4]) then break end
-  local key = ARGV[1] .. id
+  if #deleted >= tonumber(ARGV[3]) then break end
+  local key = runkey(id)
   local r = redis.call("HMGET", key, "result", "finished_at")
   if not r[1] then
-    redis.call("ZREM", KEYS[1], id)
-  elseif r[1] ~= "building" and id ~= protect and r[2] and r[2] < ARGV[2] then
+    redis.call("ZREM", KEYS[3], id)
+  elseif r[1] ~= BUILDING and id ~= protect and r[2] and r[2] < ARGV[1] then
     redis.call("DEL", key)
-    redis.call("ZREM", KEYS[1], id)
+    redis.call("ZREM", KEYS[3], id)
     table.insert(deleted, tonumber(id))
   end
 end
@@ -151,8 +141,8 @@ return deleted
 // the newest keep runs and the last passed one. It returns the deleted ids
 // so their logs and staged artifacts can go too.
 func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([]int64, error) {
-	ids, err := pruneScript.Run(ctx, s.rdb, []string{s.keys.Runs(), s.keys.LastPassed()},
-		s.keys.RunPrefix(), cutoff.UTC().Format(timeLayout), keep, limit,
+	ids, err := pruneScript.Run(ctx, s.rdb, []string{s.keys.Building(), s.keys.LastPassed(), s.keys.Runs()},
+		cutoff.UTC().Format(timeLayout), keep, limit,
 	).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("prune runs: %w", err)

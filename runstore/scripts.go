@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"sando/headline"
 	"sando/run"
 )
@@ -20,62 +18,57 @@ import (
 
 // createScript makes a run and, unless told not to, aborts every older run
 // of the pipeline that is still building: all in one step, so of many
-// racing rebuilds exactly the newest survives.
+// racing rebuilds exactly the newest survives. The run hashes it walks are
+// derived from KEYS[1] (luaPrelude's runkey): which runs are building is
+// only known inside the script.
 //
-// KEYS[1] seq counter
-// KEYS[2] runs sorted set
-// KEYS[3] building set
-// KEYS[4] idempotency key (unused when ARGV[7] is "")
-// KEYS[5] outbox sorted set, only when the pipeline has webhooks
-// ARGV[1] run hash prefix
-// ARGV[2] now (RFC 3339)
-// ARGV[3] requested sha
-// ARGV[4] requested ref
-// ARGV[5] failure summary for superseded runs
-// ARGV[6] "1" to supersede, "0" not to
-// ARGV[7] request fingerprint for the idempotency key, "" for none
-// ARGV[8] idempotency TTL in seconds
-// ARGV[9] events channel
-// ARGV[10] now (unix ms): the outbox score, with KEYS[5]
+// KEYS[1..3], ARGV[1..4] as for every terminal write (luaPrelude)
+// KEYS[4] seq counter
+// KEYS[5] runs sorted set
+// KEYS[6] idempotency key (unused when ARGV[8] is "")
+// ARGV[5] requested sha
+// ARGV[6] requested ref
+// ARGV[7] failure summary for superseded runs
+// ARGV[8] "1" to supersede, "0" not to
+// ARGV[9] request fingerprint for the idempotency key, "" for none
+// ARGV[10] idempotency TTL in seconds
 //
 // Returns {1, id, aborted id, its task id, ...} for a new run,
 // {2, id} when the idempotency key already names a run with the same
 // fingerprint, {3, id} when it names one started by a different request.
-var createScript = redis.NewScript(`
-if ARGV[7] ~= "" then
-  local seen = redis.call("HMGET", KEYS[4], "id", "fp")
+var createScript = newScript(`
+if ARGV[9] ~= "" then
+  local seen = redis.call("HMGET", KEYS[6], "id", "fp")
   if seen[1] then
-    if seen[2] == ARGV[7] then return {2, tonumber(seen[1])} end
+    if seen[2] == ARGV[9] then return {2, tonumber(seen[1])} end
     return {3, tonumber(seen[1])}
   end
 end
-local id = redis.call("INCR", KEYS[1])
+local id = redis.call("INCR", KEYS[4])
 local out = {1, id}
-if ARGV[6] == "1" then
-  for _, m in ipairs(redis.call("SMEMBERS", KEYS[3])) do
+if ARGV[8] == "1" then
+  for _, m in ipairs(redis.call("SMEMBERS", KEYS[1])) do
     if tonumber(m) < id then
-      local key = ARGV[1] .. m
-      if redis.call("HGET", key, "result") == "building" then
-        redis.call("HSET", key, "result", "aborted", "phase", "done",
-          "finished_at", ARGV[2], "failure_summary", ARGV[5])
+      local key = runkey(m)
+      if redis.call("HGET", key, "result") == BUILDING then
+        terminal(key, m, ABORTED, ARGV[7])
         table.insert(out, tonumber(m))
         table.insert(out, redis.call("HGET", key, "task_id") or "")
-        if KEYS[5] then redis.call("ZADD", KEYS[5], ARGV[10], m) end
-        redis.call("PUBLISH", ARGV[9], m)
+      else
+        redis.call("SREM", KEYS[1], m)
       end
-      redis.call("SREM", KEYS[3], m)
     end
   end
 end
-redis.call("HSET", ARGV[1] .. id, "phase", "queued", "result", "building",
-  "started_at", ARGV[2], "progress_at", ARGV[2], "sha", ARGV[3], "ref", ARGV[4])
-redis.call("ZADD", KEYS[2], id, id)
-redis.call("SADD", KEYS[3], id)
-if ARGV[7] ~= "" then
-  redis.call("HSET", KEYS[4], "id", id, "fp", ARGV[7])
-  redis.call("EXPIRE", KEYS[4], ARGV[8])
+redis.call("HSET", runkey(id), "phase", QUEUED, "result", BUILDING,
+  "started_at", ARGV[2], "progress_at", ARGV[2], "sha", ARGV[5], "ref", ARGV[6])
+redis.call("ZADD", KEYS[5], id, id)
+redis.call("SADD", KEYS[1], id)
+if ARGV[9] ~= "" then
+  redis.call("HSET", KEYS[6], "id", id, "fp", ARGV[9])
+  redis.call("EXPIRE", KEYS[6], ARGV[10])
 end
-redis.call("PUBLISH", ARGV[9], id)
+redis.call("PUBLISH", ARGV[1], id)
 return out
 `)
 
@@ -121,12 +114,8 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (Created, error) 
 	if req.IdempotencyKey != "" {
 		fp = cmp.Or(req.Fingerprint, "-")
 	}
-	now := s.now()
-	keys, args := s.outboxArgs(
-		[]string{s.keys.Seq(), s.keys.Runs(), s.keys.Building(), s.keys.Idempotency(req.IdempotencyKey)},
-		[]any{s.keys.RunPrefix(), now.UTC().Format(timeLayout), req.SHA, req.Ref, run.SummarySuperseded, supersede,
-			fp, int64(ttl / time.Second), s.keys.Events()},
-		now)
+	keys := s.terminalKeys(s.keys.Seq(), s.keys.Runs(), s.keys.Idempotency(req.IdempotencyKey))
+	args := s.terminalArgs(req.SHA, req.Ref, run.SummarySuperseded, supersede, fp, int64(ttl/time.Second))
 	res, err := createScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return Created{}, fmt.Errorf("create run: %w", err)
@@ -188,11 +177,11 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // Returns {-1} no such run, else {code, field, value, ...} with the run's
 // hash after the write: code 0 run is terminal, 1 applied, 2 run is past
 // this phase.
-var phaseScript = redis.NewScript(`
+var phaseScript = newScript(`
 local cur = redis.call("HMGET", KEYS[1], "result", "phase")
 if not cur[1] then return {-1} end
 local code = 2
-if cur[1] ~= "building" then
+if cur[1] ~= BUILDING then
   code = 0
 else
   for i = 6, #ARGV do
@@ -255,10 +244,10 @@ func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID 
 // ARGV[3..] field, value pairs
 //
 // Returns -1 no such run, 0 run is terminal, 1 applied.
-var fieldsScript = redis.NewScript(`
+var fieldsScript = newScript(`
 local r = redis.call("HGET", KEYS[1], "result")
 if not r then return -1 end
-if r ~= "building" then return 0 end
+if r ~= BUILDING then return 0 end
 for i = 3, #ARGV, 2 do
   redis.call("HSET", KEYS[1], ARGV[i], ARGV[i + 1])
 end
@@ -296,10 +285,10 @@ func (s *Store) SetVersion(ctx context.Context, id int64, version string) (Outco
 // ARGV[4] run id
 //
 // Returns -1 no such run, 0 run is terminal, 1 applied.
-var gateScript = redis.NewScript(`
+var gateScript = newScript(`
 local r = redis.call("HGET", KEYS[1], "result")
 if not r then return -1 end
-if r ~= "building" then return 0 end
+if r ~= BUILDING then return 0 end
 redis.call("HSET", KEYS[1], "gate:" .. ARGV[1], ARGV[2])
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
 redis.call("PUBLISH", ARGV[3], ARGV[4])
@@ -317,44 +306,28 @@ func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g r
 	return guardedCode("set gate of", id, code, err)
 }
 
-// settleScript is the one terminal write: it applies only while the run is
-// building, so the first of any racing settles wins.
+// settleScript settles a run with the one terminal write (luaPrelude's
+// terminal), only while it is building: the first of any racing settles
+// wins.
 //
-// KEYS[1] run hash
-// KEYS[2] building set
-// KEYS[3] last passed id
-// KEYS[4] outbox sorted set, only when the pipeline has webhooks
-// ARGV[1] result (passed, failed, aborted)
-// ARGV[2] failure summary ("" for none)
-// ARGV[3] now (RFC 3339)
-// ARGV[4] run id
-// ARGV[5] events channel
-// ARGV[6] now (unix ms): the outbox score, with KEYS[4]
+// KEYS[1..3], ARGV[1..4] as for every terminal write (luaPrelude)
+// KEYS[4] run hash
+// ARGV[5] run id
+// ARGV[6] result (passed, failed, aborted)
+// ARGV[7] failure summary ("" for none)
 //
 // Returns -1 no such run, 0 already terminal (this write lost), 1 won.
-var settleScript = redis.NewScript(`
-local r = redis.call("HGET", KEYS[1], "result")
+var settleScript = newScript(`
+local r = redis.call("HGET", KEYS[4], "result")
 if not r then return -1 end
-if r ~= "building" then return 0 end
-redis.call("HSET", KEYS[1], "result", ARGV[1], "phase", "done", "finished_at", ARGV[3])
-if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "failure_summary", ARGV[2]) end
-redis.call("SREM", KEYS[2], ARGV[4])
-if ARGV[1] == "passed" then
-  local last = tonumber(redis.call("GET", KEYS[3]) or "0")
-  if tonumber(ARGV[4]) > last then redis.call("SET", KEYS[3], ARGV[4]) end
-end
-if KEYS[4] then redis.call("ZADD", KEYS[4], ARGV[6], ARGV[4]) end
-redis.call("PUBLISH", ARGV[5], ARGV[4])
+if r ~= BUILDING then return 0 end
+terminal(KEYS[4], ARGV[5], ARGV[6], ARGV[7])
 return 1
 `)
 
 func (s *Store) settle(ctx context.Context, id int64, result run.Result, summary string) (bool, error) {
-	now := s.now()
-	keys, args := s.outboxArgs(
-		[]string{s.keys.Run(id), s.keys.Building(), s.keys.LastPassed()},
-		[]any{string(result), headline.Truncate(summary), now.UTC().Format(timeLayout), id, s.keys.Events()},
-		now)
-	code, err := settleScript.Run(ctx, s.rdb, keys, args...).Int64()
+	code, err := settleScript.Run(ctx, s.rdb, s.terminalKeys(s.keys.Run(id)),
+		s.terminalArgs(id, string(result), headline.Truncate(summary))...).Int64()
 	o, err := guardedCode("settle", id, code, err)
 	return o == Applied, err
 }

@@ -1,8 +1,9 @@
 // Package runstore keeps run state in Redis hashes. Every write that must
-// not touch a finished run is a Lua script that checks result == "building"
-// first, so the first terminal write wins and anything later is a no-op the
-// caller can see. Scripts live in scripts.go, each above the method that
-// runs it; key names live in keys.go.
+// not touch a finished run is a Lua script that checks the run is still
+// building first, so the first terminal write wins and anything later is a
+// no-op the caller can see. Each script sits above the one method that runs
+// it (scripts.go, progress.go); lua.go holds what every script shares, the
+// terminal write among it; key names live in keys.go.
 package runstore
 
 import (

@@ -1,0 +1,75 @@
+package runstore
+
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"sando/run"
+)
+
+// luaPrelude is put in front of every script of this package. It names
+// the vocabulary from run's constants (so no script spells "building"),
+// and holds the one terminal write, which create (supersede), settle and
+// expire share.
+//
+// Keys a script cannot know beforehand, the run hashes a supersede walks
+// over, are derived from KEYS[1] (the building set): its prefix up to and
+// including the hash tag's "}:" is the pipeline's, so every derived key
+// stays in KEYS[1]'s Redis Cluster slot.
+//
+// Every script that may settle a run takes the same first keys and
+// arguments, which terminal() reads:
+//
+//	KEYS[1] building set
+//	KEYS[2] last passed id
+//	KEYS[3] outbox sorted set (used only when ARGV[4] is "1")
+//	ARGV[1] events channel
+//	ARGV[2] now (RFC 3339)
+//	ARGV[3] now (unix ms): the outbox score
+//	ARGV[4] "1" when the pipeline has webhooks (keeps an outbox), else "0"
+var luaPrelude = `
+local BUILDING, ABORTED, FAILED, PASSED = ` +
+	strconv.Quote(string(run.ResultBuilding)) + `, ` + strconv.Quote(string(run.ResultAborted)) + `, ` +
+	strconv.Quote(string(run.ResultFailed)) + `, ` + strconv.Quote(string(run.ResultPassed)) + `
+local QUEUED, DONE = ` + strconv.Quote(string(run.PhaseQueued)) + `, ` + strconv.Quote(string(run.PhaseDone)) + `
+
+-- runkey is the hash of run id, derived from KEYS[1]'s hash tag.
+local function runkey(id)
+  return string.match(KEYS[1], "^(.-}:)") .. ` + strconv.Quote(runSegment) + ` .. id
+end
+
+-- terminal is the one terminal write: it settles run id (whose hash is
+-- key and whose result the caller checked is BUILDING) with result and
+-- summary ("" for none), takes it out of the building set, moves the last
+-- passed id forward, records it in the outbox and announces it.
+local function terminal(key, id, result, summary)
+  redis.call("HSET", key, "result", result, "phase", DONE, "finished_at", ARGV[2])
+  if summary ~= "" then redis.call("HSET", key, "failure_summary", summary) end
+  redis.call("SREM", KEYS[1], id)
+  if result == PASSED then
+    local last = tonumber(redis.call("GET", KEYS[2]) or "0")
+    if tonumber(id) > last then redis.call("SET", KEYS[2], id) end
+  end
+  if ARGV[4] == "1" then redis.call("ZADD", KEYS[3], ARGV[3], id) end
+  redis.call("PUBLISH", ARGV[1], id)
+end
+`
+
+// newScript is redis.NewScript with luaPrelude in front of body.
+func newScript(body string) *redis.Script { return redis.NewScript(luaPrelude + body) }
+
+// terminalKeys and terminalArgs are the first KEYS and ARGV of every script
+// that may settle a run (see luaPrelude); callers append their own.
+func (s *Store) terminalKeys(more ...string) []string {
+	return append([]string{s.keys.Building(), s.keys.LastPassed(), s.keys.Outbox()}, more...)
+}
+
+func (s *Store) terminalArgs(more ...any) []any {
+	now := s.now()
+	outbox := "0"
+	if s.outbox {
+		outbox = "1"
+	}
+	return append([]any{s.keys.Events(), now.UTC().Format(timeLayout), now.UnixMilli(), outbox}, more...)
+}
