@@ -25,6 +25,7 @@ import (
 	"sando/config"
 	"sando/datadir"
 	"sando/httpapi"
+	"sando/lifecycle"
 	"sando/logging"
 	"sando/metrics"
 	"sando/monitoring"
@@ -89,13 +90,23 @@ func assemble(cfg config.Config, redisURL string) (*parts, error) {
 	}, nil
 }
 
+// life is the lifecycle of the pipeline's runs in this process; canceler
+// reaches running tasks (the API's Inspector), nil in a worker.
+func (p *parts) life(canceler lifecycle.Canceler, log *slog.Logger) *lifecycle.Lifecycle {
+	return &lifecycle.Lifecycle{
+		Store: p.store, Pipeline: p.pipeline, Queue: p.queue, Canceler: canceler, Metrics: p.metrics, Logger: log,
+	}
+}
+
 func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker, error) {
+	life := p.life(nil, log)
 	runner := &tasks.Runner{
-		Store: p.store, Pipeline: p.pipeline, Layout: p.layout, Queue: p.queue,
+		Store: p.store, Pipeline: p.pipeline, Layout: p.layout, Queue: p.queue, Life: life,
 		Logger: log, BaseEnv: tasks.BaseEnv(nil), WebhookSecret: cfg.WebhookSecret,
 		Metrics:   p.metrics,
 		Retention: tasks.Retention{Age: cfg.Retention, Runs: cfg.RetentionRuns},
 	}
+	life.AfterSettle = runner.Cleanup // the worktree goes with the run
 	return worker.Start(worker.Config{
 		Redis: p.conn.Asynq, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
@@ -139,7 +150,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	defer drain()
 	hub := runwatch.Start(hubCtx, p.conn.Client, p.store.Keys().Events(), log)
 	api := &httpapi.Server{
-		Store: p.store, Pipeline: p.pipeline, Queue: p.queue, Canceler: inspector,
+		Store: p.store, Pipeline: p.pipeline, Life: p.life(inspector, log),
 		Layout: p.layout, Logger: log, Token: cfg.Token, ReadToken: cfg.ReadToken,
 		Ping:     func(ctx context.Context) error { return p.conn.Client.Ping(ctx).Err() },
 		Watch:    hub,

@@ -24,6 +24,7 @@ import (
 	sproc "sando/proc"
 	"sando/runstore"
 	"sando/runview"
+	"sando/steps"
 	"sando/tasks"
 	"sando/version"
 	"sando/worker"
@@ -59,22 +60,22 @@ func oneQueue(q string) chainLayout {
 	return chainLayout{queues: map[string]int{q: 1}, of: func(int) string { return q }}
 }
 
-// sandoPhases are tasks.PhaseQueues in chain order; link n of a
+// sandoPhases are steps.PhaseQueues in chain order; link n of a
 // chain waits in sandoPhases[n], and links past the fourth in "gate", as a
 // pipeline's extra gates do.
 var sandoPhases = []string{"fetch", "compile", "stage", "gate"}
 
-// sandoLayout is Sando's layout, read from tasks.PhaseQueues so it follows
+// sandoLayout is Sando's layout, read from steps.PhaseQueues so it follows
 // it: the four phase queues under prefix, with the same priorities, served
 // in strict priority.
 func sandoLayout(prefix string) (chainLayout, error) {
 	for _, q := range sandoPhases {
-		if _, ok := tasks.PhaseQueues[q]; !ok {
-			return chainLayout{}, fmt.Errorf("tasks.PhaseQueues has no %q queue (%v): update sandoPhases", q, tasks.PhaseQueues)
+		if _, ok := steps.PhaseQueues[q]; !ok {
+			return chainLayout{}, fmt.Errorf("steps.PhaseQueues has no %q queue (%v): update sandoPhases", q, steps.PhaseQueues)
 		}
 	}
 	l := chainLayout{queues: map[string]int{}, strict: true}
-	for q, prio := range tasks.PhaseQueues {
+	for q, prio := range steps.PhaseQueues {
 		l.queues[prefix+q] = prio
 	}
 	l.of = func(n int) string { return prefix + sandoPhases[min(n, len(sandoPhases)-1)] }
@@ -422,8 +423,8 @@ func asynqIdle() error {
 	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error { return nil })
 	var srvs []*asynq.Server
 	for _, c := range []asynq.Config{
-		{Concurrency: conc, Queues: tasks.PhaseQueues, StrictPriority: true, TaskCheckInterval: interval},
-		{Concurrency: worker.SystemConcurrency, Queues: map[string]int{tasks.SystemQueue: 1}, TaskCheckInterval: worker.SystemPollInterval},
+		{Concurrency: conc, Queues: steps.PhaseQueues, StrictPriority: true, TaskCheckInterval: interval},
+		{Concurrency: worker.SystemConcurrency, Queues: map[string]int{steps.SystemQueue: 1}, TaskCheckInterval: worker.SystemPollInterval},
 	} {
 		c.Logger, c.LogLevel = nopLogger{}, asynq.FatalLevel
 		srv := asynq.NewServer(asynq.RedisClientOpt{Addr: os.Getenv("BENCH_REDIS_ADDR")}, c)

@@ -859,7 +859,7 @@ func (b *bench) footprint(ctx context.Context) error {
 
 // ---------------------------------------------------------------- 6. backlog
 
-// backlog prices Sando's queue layout (tasks.PhaseQueues: a queue per phase,
+// backlog prices Sando's queue layout (steps.PhaseQueues: a queue per phase,
 // served in strict priority, later phases first) against one FIFO queue,
 // with bare asynq: strict priority lets the first runs finish while the
 // rest wait, at the price of a Dequeue script per queue missed; one queue
@@ -936,7 +936,7 @@ func (b *bench) backlog(ctx context.Context) error {
 	b.report.add(line{Bench: bBacklog, Measure: "same, Redis commands per chain", Sando: strict.cmds, Bases: []base{{fifoName, fifo.cmds}}})
 	b.report.note("Queue layout under a backlog: %d chains of 4 links enqueued at once on one bare asynq server (Concurrency %d, "+
 		"TaskCheckInterval %s), each link sleeping %s (a phase's work) before enqueuing the next, so the work alone takes "+
-		"%d × 4 × %s ÷ %d = %s; Sando's layout is tasks.PhaseQueues (a queue per link, later links first, "+
+		"%d × 4 × %s ÷ %d = %s; Sando's layout is steps.PhaseQueues (a queue per link, later links first, "+
 		"strict priority), FIFO is one queue for all links; times from the first enqueue. Commands per chain, last repetition: "+
 		"Sando's layout %s; FIFO %s.",
 		n, o.Concurrency, o.PollInterval, o.BacklogWork, n, o.BacklogWork, o.Concurrency,

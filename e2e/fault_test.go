@@ -316,7 +316,7 @@ gates:
 
 	// Skip asynq's 60 s of waiting; then a replacement worker's start-up
 	// recovery hands the gate to a live worker.
-	expireLease(t, rs.Client(t), "gate", "app:"+strconv.Itoa(id)+":gate-0")
+	expireLease(t, rs.Client(t), "gate", "app:"+strconv.Itoa(id)+":gate-unit")
 	c := f.startWorker("worker-c")
 	m = f.waitRun(id, 30*time.Second, "terminal", func(m map[string]any) bool { return m["result"] != "building" })
 	require.Equal(t, "passed", m["result"], "view: %v", m)
@@ -325,7 +325,7 @@ gates:
 
 	_, insp := asynqOf(t, asynq.RedisClientOpt{Addr: rs.Addr})
 	ids := taskIDs(t, insp, "fetch", "compile", "gate")
-	for _, step := range []string{"fetch", "compile", "gate-0", "gate-1"} {
+	for _, step := range []string{"fetch", "compile", "gate-unit", "gate-smoke"} {
 		require.Equal(t, 1, ids[fmt.Sprintf("app:%d:%s", id, step)], "task %s: %v", step, ids)
 	}
 	require.Len(t, ids, 4, "no other phase task: %v", ids)

@@ -15,9 +15,8 @@ import (
 	"sando/datadir"
 	"sando/run"
 	"sando/runwatch"
+	"sando/steps"
 )
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // logs serves one step's log. Range requests work (http.ServeContent);
 // ?follow=1 streams new bytes until the step ends.
@@ -156,18 +155,21 @@ func parseRef(ref string) (int64, string, bool) {
 }
 
 // stepEnded reports whether a run has moved past the step that writes a log.
-func stepEnded(r *run.Run, step string) bool {
+func stepEnded(r *run.Run, name string) bool {
 	if r.Result.Terminal() {
 		return true
 	}
-	if kind, ok := strings.CutPrefix(step, "gate-"); ok {
+	s, ok := steps.Parse(name)
+	switch {
+	case !ok:
+		return true // no step writes it: nothing to wait for
+	case s.Gate != "":
 		for _, g := range r.Gates {
-			if g.Kind == kind {
+			if g.Kind == s.Gate {
 				return g.Status != run.GateRunning
 			}
 		}
 		return false
 	}
-	phase := map[string]run.Phase{"fetch": run.PhaseFetching, "compile": run.PhaseCompiling, "stage": run.PhaseStaging}[step]
-	return phase == "" || r.Phase.Rank() > phase.Rank()
+	return r.Phase.Rank() > s.Phase.Rank()
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
+	"sando/lifecycle"
 	"sando/runstore"
 )
 
@@ -50,7 +51,7 @@ func statusOf(err error) (int, string) {
 	case errors.Is(err, runstore.ErrIdempotencyConflict):
 		return http.StatusUnprocessableEntity,
 			"this Idempotency-Key was used with a different request body; use a new key"
-	case errors.Is(err, errUnavailable), errors.Is(err, context.DeadlineExceeded),
+	case errors.Is(err, errUnavailable), errors.Is(err, lifecycle.ErrNotEnqueued), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, redis.ErrClosed), errors.As(err, &ne), redisNotServing(err):
 		return http.StatusServiceUnavailable, errUnavailable.Error()
 	}

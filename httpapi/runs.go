@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,10 +14,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"sando/gitref"
-	"sando/run"
 	"sando/runstore"
 	"sando/runview"
-	"sando/tasks"
 )
 
 // rebuildRequest is the body of POST /rebuild; both fields are optional.
@@ -86,7 +83,7 @@ func (s *Server) rebuild(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	created, err := s.Store.Create(c, runstore.CreateRequest{
+	created, err := s.Life.Start(c, runstore.CreateRequest{
 		SHA: req.SHA, Ref: req.Ref, NoSupersede: s.NoSupersede,
 		IdempotencyKey: key, Fingerprint: "sha=" + req.SHA + "\x00ref=" + req.Ref,
 	})
@@ -94,57 +91,16 @@ func (s *Server) rebuild(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	if !created.Replayed {
-		s.Metrics.RunStarted()
-		s.Metrics.Superseded(len(created.Superseded))
+	if created.Replayed {
+		c.Header("Idempotent-Replayed", "true")
 	}
 	superseded := make([]int64, 0, len(created.Superseded))
 	for _, old := range created.Superseded {
 		superseded = append(superseded, old.ID)
-		s.stopTask(old.ID, old.TaskID)
-		s.settled(c, old.ID)
-	}
-	if !created.Replayed {
-		if err := tasks.EnqueueFirst(c, s.Queue, s.Pipeline, created.ID); err != nil {
-			// Never leave a run building with no task to move it.
-			_, _ = s.Store.Fail(c, created.ID, "could not enqueue the fetch: "+err.Error())
-			s.abort(c, fmt.Errorf("%w: %v", errUnavailable, err))
-			return
-		}
-	} else {
-		c.Header("Idempotent-Replayed", "true")
-		// The first request may have died between its create and its
-		// enqueue; enqueueing again is safe (the fetch's task id is fixed).
-		if res, err := s.Store.Result(c, created.ID); err == nil && res == run.ResultBuilding {
-			if err := tasks.EnqueueFirst(c, s.Queue, s.Pipeline, created.ID); err != nil {
-				s.abort(c, fmt.Errorf("%w: %v", errUnavailable, err))
-				return
-			}
-		}
 	}
 	url := "/runs/" + strconv.FormatInt(created.ID, 10)
 	c.Header("Location", url)
 	c.JSON(http.StatusAccepted, gin.H{"run_id": created.ID, "url": url, "superseded": superseded})
-}
-
-// stopTask cancels a settled run's running phase so its processes die.
-// Best effort: the phase also notices the settle on its own (tasks.Runner
-// watches its run), and a redelivered phase of a finished run does nothing.
-func (s *Server) stopTask(id int64, taskID string) {
-	if taskID == "" || s.Canceler == nil {
-		return
-	}
-	if err := s.Canceler.CancelProcessing(taskID); err != nil {
-		s.Logger.Warn("cancel of running phase failed", "run_id", id, "task_id", taskID, "err", err)
-	}
-}
-
-// settled announces a run this API settled (cancel, supersede) to the
-// pipeline's webhooks.
-func (s *Server) settled(ctx context.Context, id int64) {
-	if err := tasks.Settled(ctx, s.Queue, s.Store, s.Pipeline, id); err != nil {
-		s.Logger.Error("webhooks not enqueued", "run_id", id, "err", err)
-	}
 }
 
 func parseID(c *gin.Context) (int64, error) {
@@ -212,14 +168,7 @@ func (s *Server) cancel(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	// Mark the run first, then cancel: asynq always retries a canceled
-	// task, and the retry must find the run finished.
-	won, err := s.Store.Abort(c, id, run.SummaryCanceled)
-	if err != nil {
-		s.abort(c, err)
-		return
-	}
-	r, err := s.Store.Get(c, id)
+	r, won, err := s.Life.Cancel(c, id)
 	if err != nil {
 		s.abort(c, err)
 		return
@@ -228,9 +177,6 @@ func (s *Server) cancel(c *gin.Context) {
 		s.abort(c, conflict(fmt.Sprintf("run %d is already %s", id, r.Result)))
 		return
 	}
-	s.Metrics.Canceled()
-	s.stopTask(id, r.TaskID)
-	s.settled(c, id)
 	v, err := s.render(r)
 	if err != nil {
 		s.abort(c, err)

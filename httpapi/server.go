@@ -1,6 +1,6 @@
 // Package httpapi is Sando's HTTP API on Gin. It enqueues and reads; it
-// never builds. The contract is ../SPEC.md and the README; errors are
-// problem+json, mapped in one place (problem.go).
+// never builds. The contract is the README and the OpenAPI document
+// (openapi.json); errors are problem+json, mapped in one place (problem.go).
 package httpapi
 
 import (
@@ -16,26 +16,21 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"sando/datadir"
+	"sando/lifecycle"
 	"sando/metrics"
 	"sando/pipeline"
 	"sando/runstore"
 	"sando/runwatch"
-	"sando/tasks"
 )
-
-// Canceler stops a running asynq task (an *asynq.Inspector).
-type Canceler interface {
-	CancelProcessing(id string) error
-}
 
 // Server holds what the handlers need. Nothing is fished out of the Gin
 // context.
 type Server struct {
 	Store    *runstore.Store
 	Pipeline *pipeline.Pipeline
-	Queue    tasks.Enqueuer
-	Canceler Canceler
-	Layout   datadir.Layout
+	// Life starts, cancels and supersedes runs, with their follow-ups.
+	Life   *lifecycle.Lifecycle
+	Layout datadir.Layout
 	// Ping checks Redis for /readyz.
 	Ping   func(context.Context) error
 	Logger *slog.Logger

@@ -96,19 +96,19 @@ func (m *Metrics) RunFinished(result string) {
 	}
 }
 
-// Superseded counts runs aborted by a newer rebuild (and finishes them).
+// Superseded counts runs aborted by a newer rebuild. Their finish is
+// counted by RunFinished, like every other terminal write.
 func (m *Metrics) Superseded(n int) {
 	if m != nil && n > 0 {
 		m.superseded.Add(float64(n))
-		m.runsFinished.WithLabelValues("aborted").Add(float64(n))
 	}
 }
 
-// Canceled counts a canceled run (and finishes it).
+// Canceled counts a canceled run. Its finish is counted by RunFinished,
+// like every other terminal write.
 func (m *Metrics) Canceled() {
 	if m != nil {
 		m.canceled.Inc()
-		m.runsFinished.WithLabelValues("aborted").Inc()
 	}
 }
 

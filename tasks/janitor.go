@@ -12,6 +12,7 @@ import (
 
 	"sando/pipeline"
 	"sando/run"
+	"sando/steps"
 )
 
 // TypeJanitor fails runs that stopped making progress: a worker killed
@@ -30,41 +31,31 @@ const deadlineMargin = 2 * time.Minute
 // queuedDeadline is how long a run may wait for a worker to take it.
 const queuedDeadline = time.Hour
 
-// Deadline is how long a building run in phase may go without progress.
+// Deadline is how long a building run in phase may go without progress:
+// its longest step's timeout and a margin, or queuedDeadline for a run no
+// step has taken yet.
 func Deadline(p *pipeline.Pipeline, phase run.Phase) time.Duration {
-	switch phase {
-	case run.PhaseFetching:
-		return p.Timeouts.Fetch + deadlineMargin
-	case run.PhaseCompiling:
-		return p.Timeouts.Compile + deadlineMargin
-	case run.PhaseStaging:
-		return p.Timeouts.Stage + deadlineMargin
-	case run.PhaseGating:
-		longest := time.Duration(0)
-		for _, g := range p.Gates {
-			longest = max(longest, g.Timeout)
-		}
+	if longest, ok := steps.Longest(p, phase); ok {
 		return longest + deadlineMargin
-	default:
-		return queuedDeadline
 	}
+	return queuedDeadline
 }
 
 // EnqueueJanitor queues this window's sweep. Every worker calls it every
 // interval; the task id names the window, so the fleet sweeps once per
 // interval however many workers there are.
-func EnqueueJanitor(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, now time.Time) error {
+func EnqueueJanitor(ctx context.Context, q steps.Enqueuer, p *pipeline.Pipeline, now time.Time) error {
 	return enqueuePeriodic(ctx, q, p, TypeJanitor, "janitor", JanitorInterval, now)
 }
 
 // enqueuePeriodic queues a fleet-wide maintenance task once per window of
 // interval: the window is in the task id, and the id stays taken (as
 // pending, active or retained) for the rest of the window.
-func enqueuePeriodic(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, typ, name string, interval time.Duration, now time.Time) error {
+func enqueuePeriodic(ctx context.Context, q steps.Enqueuer, p *pipeline.Pipeline, typ, name string, interval time.Duration, now time.Time) error {
 	window := now.Unix() / int64(interval/time.Second)
 	body, _ := json.Marshal(struct{}{})
 	_, err := q.EnqueueContext(ctx, asynq.NewTask(typ, body),
-		asynq.Queue(SystemQueue),
+		asynq.Queue(steps.SystemQueue),
 		asynq.TaskID(p.Name+":"+name+":"+strconv.FormatInt(window, 10)),
 		asynq.MaxRetry(0), // the next window runs it again
 		asynq.Timeout(interval),
@@ -91,26 +82,15 @@ func (r *Runner) sweep(ctx context.Context, _ *asynq.Task) error {
 	return errors.Join(r.expireStalled(ctx), r.drainOutbox(ctx))
 }
 
-// drainOutbox calls Settled again for runs that settled more than
-// outboxGrace ago and are still in the outbox: the process that won their
-// terminal write died (or lost Redis) before enqueueing their webhooks.
+// drainOutbox announces runs that settled more than outboxGrace ago and
+// are still in the outbox: the process that won their terminal write died
+// (or lost Redis) before enqueueing their webhooks.
 func (r *Runner) drainOutbox(ctx context.Context) error {
-	if len(r.Pipeline.Webhooks) == 0 {
-		return nil // no outbox is kept: save the sweep a command
-	}
-	ids, err := r.Store.Undelivered(ctx, time.Now().Add(-outboxGrace), outboxBatch)
-	if err != nil {
-		return err
-	}
-	var errs []error
+	ids, err := r.Life.RecoverOutbox(ctx, time.Now().Add(-outboxGrace), outboxBatch)
 	for _, id := range ids {
-		if err := Settled(ctx, r.Queue, r.Store, r.Pipeline, id); err != nil {
-			errs = append(errs, err) // still in the outbox: the next sweep tries again
-			continue
-		}
 		r.Logger.Warn("webhooks recovered from the outbox", "run_id", id)
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // expireStalled fails every building run whose last progress is older
@@ -135,13 +115,12 @@ func (r *Runner) expireStalled(ctx context.Context) error {
 			why = "no worker took it?"
 		}
 		summary := fmt.Sprintf("%s: no progress for %s (%s)", cur.Phase, idle.Round(time.Second), why)
-		won, err := r.Store.Expire(ctx, cur.ID, cur.ProgressAt, summary)
+		won, err := r.Life.Expire(ctx, cur.ID, cur.ProgressAt, summary)
 		if err != nil {
 			return err
 		}
 		if won {
 			r.Logger.Warn("janitor failed a stalled run", "run_id", cur.ID, "phase", cur.Phase, "summary", summary)
-			r.settled(ctx, cur.ID, true, run.ResultFailed)
 		}
 	}
 	return nil

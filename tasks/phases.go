@@ -3,12 +3,12 @@ package tasks
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -18,11 +18,13 @@ import (
 	"sando/datadir"
 	"sando/gitfetch"
 	"sando/headline"
+	"sando/lifecycle"
 	"sando/metrics"
 	"sando/pipeline"
 	"sando/proc"
 	"sando/run"
 	"sando/runstore"
+	"sando/steps"
 	"sando/version"
 )
 
@@ -31,8 +33,11 @@ type Runner struct {
 	Store    *runstore.Store
 	Pipeline *pipeline.Pipeline
 	Layout   datadir.Layout
-	Queue    Enqueuer
-	Logger   *slog.Logger
+	Queue    steps.Enqueuer
+	// Life settles runs; its AfterSettle should be Cleanup, so a settled
+	// run's worktree goes.
+	Life   *lifecycle.Lifecycle
+	Logger *slog.Logger
 	// BaseEnv is what phase commands get from the worker (see BaseEnv).
 	BaseEnv []string
 	// WatchInterval is how often a running phase re-reads its run's result,
@@ -62,12 +67,12 @@ func (r *Runner) Drain(d time.Duration) bool {
 	}
 }
 
-// Register routes every phase's task type to the runner.
+// Register routes every step kind's task type to the runner.
 func (r *Runner) Register(mux *asynq.ServeMux) {
-	for _, typ := range []string{TypeFetch, TypeCompile, TypeStage, TypeGate} {
-		mux.HandleFunc(typ, r.handle)
+	for _, k := range steps.Kinds {
+		mux.HandleFunc(k.Type, r.handle)
 	}
-	mux.HandleFunc(TypeWebhook, r.deliver)
+	mux.HandleFunc(lifecycle.TypeWebhook, r.deliver)
 	mux.HandleFunc(TypeJanitor, r.sweep)
 	mux.HandleFunc(TypePrune, r.prune)
 }
@@ -85,46 +90,22 @@ type verdict struct {
 	err error
 }
 
-func (r *Runner) decode(t *asynq.Task) (Payload, step, error) {
-	var p Payload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return p, step{}, fmt.Errorf("undecodable payload: %v: %w", err, asynq.SkipRetry)
-	}
-	if p.RunID <= 0 {
-		return p, step{}, fmt.Errorf("payload without run_id: %w", asynq.SkipRetry)
-	}
-	switch t.Type() {
-	case TypeFetch:
-		return p, fetchStep, nil
-	case TypeCompile:
-		return p, compileStep, nil
-	case TypeStage:
-		return p, stageStep, nil
-	case TypeGate:
-		if _, ok := r.Pipeline.Gate(p.Gate); !ok {
-			return p, step{}, fmt.Errorf("gate %d not in the pipeline: %w", p.Gate, asynq.SkipRetry)
-		}
-		return p, gateStep(p.Gate), nil
-	}
-	return p, step{}, fmt.Errorf("unknown task type %q: %w", t.Type(), asynq.SkipRetry)
-}
-
 // handle runs one phase task: check the run is still building, move it to
 // the phase, do the work, then enqueue the next phase or settle the run.
 func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	r.inflight.Add(1)
 	defer r.inflight.Done()
-	p, s, err := r.decode(t)
+	p, s, err := steps.Decode(r.Pipeline, t)
 	if err != nil {
 		r.Logger.Error("poison task", "type", t.Type(), "err", err)
 		return err
 	}
-	log := r.Logger.With("run_id", p.RunID, "phase", s.phase)
-	if g, ok := r.Pipeline.Gate(s.gate); ok && s.typ == TypeGate {
-		log = log.With("gate", g.Kind)
+	log := r.Logger.With("run_id", p.RunID, "phase", s.Phase)
+	if s.Gate != "" {
+		log = log.With("gate", s.Gate)
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
-	o, cur, err := r.Store.SetPhase(ctx, p.RunID, s.phase, taskID)
+	o, cur, err := r.Store.SetPhase(ctx, p.RunID, s.Phase, taskID)
 	switch {
 	case errors.Is(err, runstore.ErrNotFound):
 		log.Warn("task for unknown run dropped")
@@ -133,7 +114,7 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 		return err
 	case o == runstore.Finished:
 		log.Debug("run already finished; nothing to do", "result", cur.Result)
-		r.cleanup(p.RunID)
+		r.Cleanup(p.RunID)
 		return nil
 	case o == runstore.Stale:
 		log.Info("run already past this phase; redelivery ignored", "run_phase", cur.Phase)
@@ -146,18 +127,18 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	workCtx, stop := r.watch(ctx, p.RunID)
 	defer stop()
 	var v verdict
-	switch s.typ {
-	case TypeFetch:
-		v = r.fetch(workCtx, cur)
-	case TypeCompile:
-		v = r.command(workCtx, cur, "compile", r.Pipeline.Build, r.Pipeline.Timeouts.Compile, compileSummary)
-	case TypeStage:
-		v = r.stage(workCtx, cur)
-	case TypeGate:
-		v = r.gate(workCtx, cur, s.gate)
+	switch s.Kind {
+	case steps.Fetch:
+		v = r.fetch(workCtx, cur, s)
+	case steps.Compile:
+		v = r.command(workCtx, cur, s, r.Pipeline.Build, compileSummary)
+	case steps.Stage:
+		v = r.stage(workCtx, cur, s)
+	case steps.Gate:
+		v = r.gate(workCtx, cur, s)
 	}
 	err = r.conclude(ctx, workCtx, log, p.RunID, s, v)
-	r.Metrics.Phase(string(s.phase), outcomeOf(err, v, workCtx), time.Since(began))
+	r.Metrics.Phase(string(s.Phase), outcomeOf(err, v, workCtx), time.Since(began))
 	return err
 }
 
@@ -175,7 +156,7 @@ func outcomeOf(err error, v verdict, workCtx context.Context) string {
 }
 
 // conclude turns a phase's verdict into the next step of the chain.
-func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int64, s step, v verdict) error {
+func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int64, s steps.Step, v verdict) error {
 	// Settling writes must land even when the task's context is ending.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -185,7 +166,7 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int
 		// nothing left to do; otherwise hand the task back to asynq.
 		if res, err := r.Store.Result(wctx, id); err == nil && res.Terminal() {
 			log.Info("phase stopped: run settled elsewhere", "result", res)
-			r.cleanup(id)
+			r.Cleanup(id)
 			if ctx.Err() == nil {
 				return nil // our own watcher stopped it: the task is done
 			}
@@ -195,37 +176,22 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int
 		log.Warn("phase failed; will retry", "err", v.err)
 		return v.err
 	case v.failure != "":
-		won, err := r.Store.Fail(wctx, id, v.failure)
+		won, err := r.Life.Fail(wctx, id, v.failure)
 		if err != nil {
 			return err // retried: the next attempt fails the run again
 		}
 		log.Info("run failed", "summary", v.failure, "won", won)
-		r.settled(wctx, id, won, run.ResultFailed)
 		return fmt.Errorf("%s: %w", v.failure, asynq.SkipRetry)
 	}
-	if nxt, ok := next(r.Pipeline, s); ok {
-		return enqueue(wctx, r.Queue, r.Pipeline, id, nxt)
+	if nxt, ok := steps.Next(r.Pipeline, s); ok {
+		return steps.Enqueue(wctx, r.Queue, r.Pipeline, id, nxt)
 	}
-	won, err := r.Store.Pass(wctx, id)
+	won, err := r.Life.Pass(wctx, id)
 	if err != nil {
 		return err
 	}
 	log.Info("run passed", "won", won)
-	r.settled(wctx, id, won, run.ResultPassed)
 	return nil
-}
-
-// settled follows a terminal write: the worktree goes, and the write that
-// won announces the result to the pipeline's webhooks.
-func (r *Runner) settled(ctx context.Context, id int64, won bool, result run.Result) {
-	r.cleanup(id)
-	if !won {
-		return
-	}
-	r.Metrics.RunFinished(string(result))
-	if err := Settled(ctx, r.Queue, r.Store, r.Pipeline, id); err != nil {
-		r.Logger.Error("webhooks not enqueued", "run_id", id, "err", err)
-	}
 }
 
 // watch returns a context that ends when ctx does or when the run is
@@ -253,8 +219,8 @@ func (r *Runner) watch(ctx context.Context, id int64) (context.Context, func()) 
 	return wctx, cancel
 }
 
-// cleanup drops a settled run's worktree; logs and staged artifacts stay.
-func (r *Runner) cleanup(id int64) {
+// Cleanup drops a settled run's worktree; logs and staged artifacts stay.
+func (r *Runner) Cleanup(id int64) {
 	_ = os.RemoveAll(r.Layout.Worktree(id))
 }
 
@@ -268,8 +234,8 @@ func (r *Runner) runVars(cur *run.Run) map[string]string {
 	}
 }
 
-func (r *Runner) fetch(ctx context.Context, cur *run.Run) verdict {
-	logf, err := r.Layout.Create(cur.ID, "fetch")
+func (r *Runner) fetch(ctx context.Context, cur *run.Run, s steps.Step) verdict {
+	logf, err := r.Layout.Create(cur.ID, s.Name())
 	if err != nil {
 		return verdict{err: err}
 	}
@@ -280,7 +246,7 @@ func (r *Runner) fetch(ctx context.Context, cur *run.Run) verdict {
 	}
 	dir := r.Layout.Worktree(cur.ID)
 	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{
-		Repo: r.Pipeline.Repo, Dir: dir, Log: logf, Env: r.BaseEnv, Timeout: r.Pipeline.Timeouts.Fetch,
+		Repo: r.Pipeline.Repo, Dir: dir, Log: logf, Env: r.BaseEnv, Timeout: s.Timeout(r.Pipeline),
 		Cache: r.Layout.GitCache(),
 	}, want)
 	var nf *gitfetch.NotFoundError
@@ -301,11 +267,11 @@ func (r *Runner) fetch(ctx context.Context, cur *run.Run) verdict {
 	return verdict{}
 }
 
-func (r *Runner) stage(ctx context.Context, cur *run.Run) verdict {
+func (r *Runner) stage(ctx context.Context, cur *run.Run, s steps.Step) verdict {
 	if err := os.MkdirAll(r.Layout.StageDir(cur.ID), 0o755); err != nil {
 		return verdict{err: err}
 	}
-	return r.command(ctx, cur, "stage", r.Pipeline.Stage, r.Pipeline.Timeouts.Stage, func(out []byte, res proc.Result, timeout time.Duration) string {
+	return r.command(ctx, cur, s, r.Pipeline.Stage, func(out []byte, res proc.Result, timeout time.Duration) string {
 		return "stage: " + cmp.Or(headline.Compile(out), res.Describe(timeout))
 	})
 }
@@ -319,10 +285,11 @@ func compileSummary(out []byte, res proc.Result, timeout time.Duration) string {
 
 // command runs one shell command of the pipeline in the run's worktree,
 // its output in the step's log, and judges it with summarize.
-func (r *Runner) command(ctx context.Context, cur *run.Run, stepName, script string, timeout time.Duration,
+func (r *Runner) command(ctx context.Context, cur *run.Run, s steps.Step, script string,
 	summarize func([]byte, proc.Result, time.Duration) string,
 ) verdict {
-	res, out, err := r.exec(ctx, cur, stepName, script, timeout)
+	timeout := s.Timeout(r.Pipeline)
+	res, out, err := r.exec(ctx, cur, s, script)
 	switch {
 	case err != nil:
 		return verdict{err: err}
@@ -334,7 +301,8 @@ func (r *Runner) command(ctx context.Context, cur *run.Run, stepName, script str
 	return verdict{}
 }
 
-func (r *Runner) exec(ctx context.Context, cur *run.Run, stepName, script string, timeout time.Duration) (proc.Result, []byte, error) {
+func (r *Runner) exec(ctx context.Context, cur *run.Run, s steps.Step, script string) (proc.Result, []byte, error) {
+	stepName, timeout := s.Name(), s.Timeout(r.Pipeline)
 	dir := r.Layout.Worktree(cur.ID)
 	if _, err := os.Stat(dir); err != nil {
 		// Another host fetched this run and SANDO_DATA_DIR is not shared,
@@ -386,10 +354,10 @@ func readForSummary(path string) ([]byte, error) {
 	return buf, nil
 }
 
-func (r *Runner) gate(ctx context.Context, cur *run.Run, i int) verdict {
-	g, _ := r.Pipeline.Gate(i)
-	step := "gate-" + g.Kind
-	ref := datadir.LogRef(cur.ID, step)
+func (r *Runner) gate(ctx context.Context, cur *run.Run, s steps.Step) verdict {
+	i := slices.IndexFunc(r.Pipeline.Gates, func(g pipeline.Gate) bool { return g.Kind == s.Gate })
+	g := r.Pipeline.Gates[i] // steps.Decode checked it is one
+	ref := datadir.LogRef(cur.ID, s.Name())
 	record := func(st run.GateStatus, kind, logRef string) error {
 		o, err := r.Store.SetGate(ctx, cur.ID, r.Pipeline.Tier, cur.Version, run.Gate{Kind: kind, Status: st, LogRef: logRef})
 		if err == nil && o == runstore.Finished {
@@ -400,7 +368,7 @@ func (r *Runner) gate(ctx context.Context, cur *run.Run, i int) verdict {
 	if err := record(run.GateRunning, g.Kind, ref); err != nil {
 		return verdict{err: err}
 	}
-	res, out, err := r.exec(ctx, cur, step, g.Run, g.Timeout)
+	res, out, err := r.exec(ctx, cur, s, g.Run)
 	if err == nil && !res.Canceled {
 		status := run.GateFailed
 		if res.OK() {

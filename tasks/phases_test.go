@@ -17,9 +17,11 @@ import (
 
 	"sando/datadir"
 	"sando/internal/redistest"
+	"sando/lifecycle"
 	"sando/pipeline"
 	"sando/run"
 	"sando/runstore"
+	"sando/steps"
 )
 
 type testBundle struct {
@@ -50,17 +52,24 @@ func setup(t *testing.T, build string) *testBundle {
 	inspector := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = client.Close(); _ = inspector.Close() })
 	store := runstore.New(srv.Client(t), p.Name)
-	return &testBundle{
+	b := &testBundle{
 		runner: &Runner{
 			Store: store, Pipeline: p, Layout: datadir.Layout{Root: t.TempDir()}, Queue: client,
+			Life:   &lifecycle.Lifecycle{Store: store, Pipeline: p, Queue: client},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BaseEnv: BaseEnv(nil),
 			WatchInterval: 50 * time.Millisecond,
 		},
 		store: store, inspector: inspector, redis: opt,
 	}
+	b.runner.Life.AfterSettle = b.runner.Cleanup
+	return b
 }
 
-func task(typ string, p Payload) *asynq.Task {
+func task(k *steps.Kind, p steps.Payload) *asynq.Task {
+	return rawTask(k.Type, p)
+}
+
+func rawTask(typ string, p steps.Payload) *asynq.Task {
 	b, _ := json.Marshal(p)
 	return asynq.NewTask(typ, b)
 }
@@ -89,15 +98,15 @@ func TestRedeliveredPhaseEnqueuesNextOnce(t *testing.T) {
 	b := setup(t, "true")
 	ctx := context.Background()
 	id := newRun(t, b)
-	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
-	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
 	compiles := pending(t, b, "compile")
 	require.Len(t, compiles, 1)
 	require.Equal(t, "app:1:compile", compiles[0].ID)
 
-	require.NoError(t, b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id})))
-	require.NoError(t, b.runner.handle(ctx, task(TypeGate, Payload{RunID: id, Gate: 0})))
-	require.NoError(t, b.runner.handle(ctx, task(TypeGate, Payload{RunID: id, Gate: 0})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Gate, steps.Payload{RunID: id, Gate: "unit"})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Gate, steps.Payload{RunID: id, Gate: "unit"})))
 	gates := pending(t, b, "gate")
 	require.Len(t, gates, 2, "gate 0 (enqueued by compile) and gate 1, each once")
 	r, err := b.store.Get(ctx, id)
@@ -105,12 +114,12 @@ func TestRedeliveredPhaseEnqueuesNextOnce(t *testing.T) {
 	require.Equal(t, []run.Gate{{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id}}, r.Gates)
 
 	// A late compile after gating began is ignored: the run never moves back.
-	require.NoError(t, b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})))
 	r, err = b.store.Get(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, run.PhaseGating, r.Phase)
 
-	require.NoError(t, b.runner.handle(ctx, task(TypeGate, Payload{RunID: id, Gate: 1})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Gate, steps.Payload{RunID: id, Gate: "smoke"})))
 	r, err = b.store.Get(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, run.ResultPassed, r.Result)
@@ -124,7 +133,7 @@ func TestPhaseOfFinishedRunEndsQuietly(t *testing.T) {
 	id := newRun(t, b)
 	_, err := b.store.Abort(ctx, id, run.SummaryCanceled)
 	require.NoError(t, err)
-	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
 	require.Empty(t, pending(t, b, "compile"))
 	require.NoDirExists(t, b.runner.Layout.Worktree(id), "nothing was fetched")
 }
@@ -134,11 +143,12 @@ func TestPoisonTasksSkipRetry(t *testing.T) {
 	b := setup(t, "true")
 	ctx := context.Background()
 	for _, tk := range []*asynq.Task{
-		asynq.NewTask(TypeFetch, []byte("{")),
-		asynq.NewTask(TypeFetch, []byte(`{"run_id": 0}`)),
-		task(TypeGate, Payload{RunID: 1, Gate: 7}),
-		task(TypeFetch, Payload{RunID: 999}), // no such run
-		task("sando:bogus", Payload{RunID: 1}),
+		asynq.NewTask(steps.Fetch.Type, []byte("{")),
+		asynq.NewTask(steps.Fetch.Type, []byte(`{"run_id": 0}`)),
+		task(steps.Gate, steps.Payload{RunID: 1, Gate: "nope"}),
+		task(steps.Gate, steps.Payload{RunID: 1, LegacyGate: 7}),
+		task(steps.Fetch, steps.Payload{RunID: 999}), // no such run
+		rawTask("sando:bogus", steps.Payload{RunID: 1}),
 	} {
 		err := b.runner.handle(ctx, tk)
 		require.ErrorIs(t, err, asynq.SkipRetry, "%s %s", tk.Type(), tk.Payload())
@@ -150,8 +160,8 @@ func TestCompileFailureSettlesWithoutRetry(t *testing.T) {
 	b := setup(t, "echo 'main.c:3:5: error: expected ; before }' >&2; exit 1")
 	ctx := context.Background()
 	id := newRun(t, b)
-	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
-	err := b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id}))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+	err := b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id}))
 	require.ErrorIs(t, err, asynq.SkipRetry)
 	r, err := b.store.Get(ctx, id)
 	require.NoError(t, err)
@@ -168,11 +178,11 @@ func TestLastRetryFailsRun(t *testing.T) {
 	ctx := context.Background()
 	id := newRun(t, b)
 	b.runner.Pipeline.Repo = filepath.Join(t.TempDir(), "gone")
-	err := b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id}))
+	err := b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id}))
 	require.Error(t, err)
 	require.NotErrorIs(t, err, asynq.SkipRetry, "an unreachable repository is retried")
 
-	tk := task(TypeFetch, Payload{RunID: id})
+	tk := task(steps.Fetch, steps.Payload{RunID: id})
 	b.runner.giveUpIfLast(ctx, tk, err, 2, 5)
 	r, gerr := b.store.Get(ctx, id)
 	require.NoError(t, gerr)
@@ -193,9 +203,9 @@ func TestWatcherStopsBuildOfSettledRun(t *testing.T) {
 	b := setup(t, "sleep 60")
 	ctx := context.Background()
 	id := newRun(t, b)
-	require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
 	done := make(chan error, 1)
-	go func() { done <- b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id})) }()
+	go func() { done <- b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})) }()
 	require.Eventually(t, func() bool {
 		r, err := b.store.Get(ctx, id)
 		return err == nil && r.Phase == run.PhaseCompiling
@@ -266,8 +276,8 @@ func TestPruneRemovesRunsAndFiles(t *testing.T) {
 	var ids []int64
 	for range 3 {
 		id := newRun(t, b)
-		require.NoError(t, b.runner.handle(ctx, task(TypeFetch, Payload{RunID: id})))
-		require.NoError(t, b.runner.handle(ctx, task(TypeCompile, Payload{RunID: id})))
+		require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+		require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})))
 		_, err := b.store.Fail(ctx, id, "x")
 		require.NoError(t, err)
 		require.DirExists(t, b.runner.Layout.LogDir(id))

@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"sando/pipeline"
+	"sando/steps"
 )
 
 // TypePrune deletes finished runs past retention, with their logs and
@@ -31,7 +32,7 @@ type Retention struct {
 
 // EnqueuePrune queues this window's prune, once for the fleet (see
 // enqueuePeriodic).
-func EnqueuePrune(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, now time.Time) error {
+func EnqueuePrune(ctx context.Context, q steps.Enqueuer, p *pipeline.Pipeline, now time.Time) error {
 	return enqueuePeriodic(ctx, q, p, TypePrune, "prune", PruneInterval, now)
 }
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"sando/run"
+	"sando/steps"
 )
 
 // RetryDelay replaces asynq's default (n⁴ + 15 s + jitter, minutes after a
@@ -38,14 +38,13 @@ func (r *Runner) giveUpIfLast(ctx context.Context, t *asynq.Task, err error, ret
 	if errors.Is(err, asynq.SkipRetry) || retried < maxRetry {
 		return // settled by the phase itself, or another try is coming
 	}
-	p, s, derr := r.decode(t)
+	p, s, derr := steps.Decode(r.Pipeline, t)
 	if derr != nil {
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	summary := fmt.Sprintf("%s: %v (gave up after %d attempts)", s.phase, err, retried+1)
-	won, ferr := r.Store.Fail(wctx, p.RunID, summary)
-	r.Logger.Error("phase gave up", "run_id", p.RunID, "phase", s.phase, "err", err, "failed_run", won, "store_err", ferr)
-	r.settled(wctx, p.RunID, won, run.ResultFailed)
+	summary := fmt.Sprintf("%s: %v (gave up after %d attempts)", s.Phase, err, retried+1)
+	won, ferr := r.Life.Fail(wctx, p.RunID, summary)
+	r.Logger.Error("phase gave up", "run_id", p.RunID, "phase", s.Phase, "err", err, "failed_run", won, "store_err", ferr)
 }

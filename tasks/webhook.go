@@ -12,59 +12,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
 
-	"sando/pipeline"
+	"sando/lifecycle"
 	"sando/runstore"
 	"sando/runview"
 )
-
-// TypeWebhook delivers a finished run's view to one of the pipeline's
-// webhooks. Delivery is its own task, with retries and backoff, so a slow
-// or failing receiver never holds up a phase.
-const TypeWebhook = "sando:webhook"
-
-type webhookPayload struct {
-	RunID int64 `json:"run_id"`
-	Hook  int   `json:"hook"` // index into the pipeline's webhooks
-}
-
-// webhookRetries spreads about ten minutes of tries (RetryDelay doubles
-// from 1 s up to about a minute).
-const webhookRetries = 12
-
-// Settled enqueues the webhooks of a run that has reached a terminal
-// result, then takes the run out of the store's outbox. Call it after a
-// terminal write that won; the janitor calls it again for runs the outbox
-// still holds (the settler died or Redis blinked before this finished).
-// The task id is fixed per (run, webhook), so a second call for the same
-// run delivers nothing twice. On any error the run stays in the outbox.
-func Settled(ctx context.Context, q Enqueuer, s *runstore.Store, p *pipeline.Pipeline, runID int64) error {
-	if len(p.Webhooks) == 0 {
-		return nil // the store keeps no outbox either: nothing to do
-	}
-	var errs []error
-	for i := range p.Webhooks {
-		body, _ := json.Marshal(webhookPayload{RunID: runID, Hook: i})
-		_, err := q.EnqueueContext(ctx, asynq.NewTask(TypeWebhook, body),
-			asynq.Queue(SystemQueue),
-			asynq.TaskID(p.Name+":"+strconv.FormatInt(runID, 10)+":webhook-"+strconv.Itoa(i)),
-			asynq.MaxRetry(webhookRetries),
-			asynq.Timeout(time.Minute),
-			asynq.Retention(24*time.Hour),
-		)
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			errs = append(errs, fmt.Errorf("enqueue webhook %d of run %d: %w", i, runID, err))
-		}
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	return s.Delivered(ctx, runID)
-}
 
 // Sign is the Sando-Signature header value for body: "sha256=" and the hex
 // HMAC-SHA256 of the body under secret (GitHub's scheme, so existing
@@ -78,7 +33,7 @@ func Sign(secret string, body []byte) string {
 var webhookClient = &http.Client{Timeout: 10 * time.Second}
 
 func (r *Runner) deliver(ctx context.Context, t *asynq.Task) error {
-	var p webhookPayload
+	var p lifecycle.WebhookPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("undecodable webhook payload: %v: %w", err, asynq.SkipRetry)
 	}

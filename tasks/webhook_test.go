@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"sando/lifecycle"
 	"sando/run"
 	"sando/runstore"
 )
@@ -50,6 +51,7 @@ func withWebhooks(t *testing.T, b *testBundle, url string) {
 	b.runner.WebhookSecret = "hook-secret"
 	b.store = runstore.New(b.store.Redis(), b.runner.Pipeline.Name, runstore.WithWebhooks(true))
 	b.runner.Store = b.store
+	b.runner.Life.Store = b.store
 }
 
 func outboxIDs(t *testing.T, b *testBundle) []string {
@@ -73,7 +75,7 @@ func TestJanitorDeliversWebhooksOfCrashedSettler(t *testing.T) {
 	ctx := context.Background()
 
 	// Settled a minute ago by a process that then died: the terminal write
-	// won, and nobody called Settled.
+	// won, and nobody announced it.
 	lost := newRun(t, b)
 	ago := runstore.New(b.store.Redis(), b.runner.Pipeline.Name, runstore.WithWebhooks(true),
 		runstore.WithClock(func() time.Time { return time.Now().Add(-time.Minute) }))
@@ -126,9 +128,9 @@ func (failingQueue) EnqueueContext(context.Context, *asynq.Task, ...asynq.Option
 	return nil, errors.New("connection refused")
 }
 
-// Settled takes a run out of the outbox only once its webhooks are
+// Announce takes a run out of the outbox only once its webhooks are
 // enqueued; a second call (the janitor racing the settler) is harmless.
-func TestSettledLeavesOutboxOnlyWhenEnqueued(t *testing.T) {
+func TestAnnounceLeavesOutboxOnlyWhenEnqueued(t *testing.T) {
 	t.Parallel()
 	b := setup(t, "true")
 	withWebhooks(t, b, "http://127.0.0.1:1/sando")
@@ -138,11 +140,12 @@ func TestSettledLeavesOutboxOnlyWhenEnqueued(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{strconv.FormatInt(id, 10)}, outboxIDs(t, b))
 
-	require.Error(t, Settled(ctx, failingQueue{}, b.store, b.runner.Pipeline, id))
+	failing := &lifecycle.Lifecycle{Store: b.store, Pipeline: b.runner.Pipeline, Queue: failingQueue{}}
+	require.Error(t, failing.Announce(ctx, id))
 	require.Equal(t, []string{strconv.FormatInt(id, 10)}, outboxIDs(t, b), "a failed enqueue leaves the run for the janitor")
 
-	require.NoError(t, Settled(ctx, b.runner.Queue, b.store, b.runner.Pipeline, id))
+	require.NoError(t, b.runner.Life.Announce(ctx, id))
 	require.Empty(t, outboxIDs(t, b))
-	require.NoError(t, Settled(ctx, b.runner.Queue, b.store, b.runner.Pipeline, id), "the task id dedupes a second call")
+	require.NoError(t, b.runner.Life.Announce(ctx, id), "the task id dedupes a second call")
 	require.Len(t, pending(t, b, "system"), 1)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"sando/proc"
+	"sando/steps"
 	"sando/tasks"
 )
 
@@ -72,8 +73,8 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 			LogLevel:                 asynq.InfoLevel,
 		})
 	}
-	srv := server(conc, tasks.PhaseQueues, cmp.Or(cfg.PollInterval, 10*time.Millisecond))
-	sys := server(SystemConcurrency, map[string]int{tasks.SystemQueue: 1}, SystemPollInterval)
+	srv := server(conc, steps.PhaseQueues, cmp.Or(cfg.PollInterval, 10*time.Millisecond))
+	sys := server(SystemConcurrency, map[string]int{steps.SystemQueue: 1}, SystemPollInterval)
 	mux := asynq.NewServeMux()
 	runner.Register(mux)
 	// A worker SIGKILLed on this data dir may have left its builds'
@@ -90,7 +91,7 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("start worker's system queue: %w", err)
 	}
-	logger.Info("worker started", "concurrency", conc, "queues", tasks.PhaseQueues, "system_queue", tasks.SystemQueue)
+	logger.Info("worker started", "concurrency", conc, "queues", steps.PhaseQueues, "system_queue", steps.SystemQueue)
 	ctx, stop := context.WithCancel(context.Background())
 	go janitor(ctx, runner, logger)
 	return &Worker{srv: srv, sys: sys, runner: runner, stopJanitor: stop, log: logger}, nil

@@ -1,0 +1,250 @@
+// Package steps describes each step of a run once: the asynq task type
+// and queue that carry it, the phase the run is in while it runs, the name
+// its log and task id use, its timeout and its retries. Adding a step kind
+// is one entry in Kinds; everything else (the worker's handlers, the
+// queues a worker serves, the janitor's deadlines, /logs' follow) reads it
+// from here.
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"sando/pipeline"
+	"sando/run"
+)
+
+// Kind is one kind of step.
+type Kind struct {
+	Type  string    // asynq task type
+	Queue string    // asynq queue
+	Phase run.Phase // the run's phase while a step of this kind runs
+	// Name is the step's name in its log_ref and task id; a gate's is
+	// Name + "-" + its kind ("gate-unit").
+	Name string
+	// Retries is asynq's MaxRetry: only infrastructure failures (a worker
+	// lost, Redis away, a git remote timing out) are retried; a compile
+	// error or a red gate ends the run.
+	Retries int
+	timeout func(p *pipeline.Pipeline, gate string) time.Duration
+}
+
+// The kinds, in chain order: fetch → compile → stage → gate…
+var (
+	// Fetch talks to a network and gets more tries.
+	Fetch = &Kind{Type: "sando:fetch", Queue: "fetch", Phase: run.PhaseFetching, Name: "fetch", Retries: 5,
+		timeout: func(p *pipeline.Pipeline, _ string) time.Duration { return p.Timeouts.Fetch }}
+	Compile = &Kind{Type: "sando:compile", Queue: "compile", Phase: run.PhaseCompiling, Name: "compile", Retries: 3,
+		timeout: func(p *pipeline.Pipeline, _ string) time.Duration { return p.Timeouts.Compile }}
+	Stage = &Kind{Type: "sando:stage", Queue: "stage", Phase: run.PhaseStaging, Name: "stage", Retries: 3,
+		timeout: func(p *pipeline.Pipeline, _ string) time.Duration { return p.Timeouts.Stage }}
+	Gate = &Kind{Type: "sando:gate", Queue: "gate", Phase: run.PhaseGating, Name: "gate", Retries: 3,
+		timeout: func(p *pipeline.Pipeline, gate string) time.Duration {
+			for _, g := range p.Gates {
+				if g.Kind == gate {
+					return g.Timeout
+				}
+			}
+			return 0
+		}}
+)
+
+// Kinds lists every kind in chain order.
+var Kinds = []*Kind{Fetch, Compile, Stage, Gate}
+
+// PhaseQueues are the phase kinds' queues with their priorities, served in
+// strict priority: later phases first, so a run that has started finishes
+// before a new one is fetched (the bench's benchmark 6 measures what that
+// buys under a backlog, and costs).
+var PhaseQueues = func() map[string]int {
+	q := map[string]int{}
+	for i, k := range Kinds {
+		q[k.Queue] = i + 1
+	}
+	return q
+}()
+
+// SystemQueue holds webhook deliveries, the janitor's sweep and the prune.
+// A worker serves it with an asynq server of its own: a slow webhook
+// receiver never holds a build's slot, these tasks never wait behind a
+// backlog of phases, and no phase dequeue pays a look at this queue first.
+const SystemQueue = "system"
+
+// ByType is the kind whose task type is typ.
+func ByType(typ string) (*Kind, bool) {
+	for _, k := range Kinds {
+		if k.Type == typ {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+// Step is one step of one run: a kind, and for a gate, which gate.
+type Step struct {
+	*Kind
+	Gate string // the gate's kind; "" for every other step
+}
+
+// Name is the step's name in its log_ref and task id: "compile", "gate-unit".
+func (s Step) Name() string {
+	if s.Kind == Gate {
+		return Gate.Name + "-" + s.Gate
+	}
+	return s.Kind.Name
+}
+
+// Timeout is how long the step's command may run under p.
+func (s Step) Timeout(p *pipeline.Pipeline) time.Duration { return s.timeout(p, s.Gate) }
+
+// Parse is the step named name ("fetch", "gate-unit"), the inverse of Name.
+func Parse(name string) (Step, bool) {
+	if gate, ok := strings.CutPrefix(name, Gate.Name+"-"); ok && gate != "" {
+		return Step{Kind: Gate, Gate: gate}, true
+	}
+	for _, k := range Kinds {
+		if k != Gate && k.Name == name {
+			return Step{Kind: k}, true
+		}
+	}
+	return Step{}, false
+}
+
+// First is the step every run starts with.
+func First() Step { return Step{Kind: Fetch} }
+
+// Next is the step after s in p's chain, or false when s was the last.
+func Next(p *pipeline.Pipeline, s Step) (Step, bool) {
+	switch s.Kind {
+	case Fetch:
+		return Step{Kind: Compile}, true
+	case Compile:
+		if p.Stage != "" {
+			return Step{Kind: Stage}, true
+		}
+		return gateAt(p, 0)
+	case Stage:
+		return gateAt(p, 0)
+	}
+	for i, g := range p.Gates {
+		if g.Kind == s.Gate {
+			return gateAt(p, i+1)
+		}
+	}
+	return Step{}, false
+}
+
+func gateAt(p *pipeline.Pipeline, i int) (Step, bool) {
+	if i < len(p.Gates) {
+		return Step{Kind: Gate, Gate: p.Gates[i].Kind}, true
+	}
+	return Step{}, false
+}
+
+// Longest is the longest timeout a step in phase may have under p: what
+// the janitor allows a run in that phase before it calls it stalled. It is
+// false for a phase no step runs in (queued, done).
+func Longest(p *pipeline.Pipeline, phase run.Phase) (time.Duration, bool) {
+	for _, k := range Kinds {
+		if k.Phase != phase {
+			continue
+		}
+		if k != Gate {
+			return k.timeout(p, ""), true
+		}
+		longest := time.Duration(0)
+		for _, g := range p.Gates {
+			longest = max(longest, g.Timeout)
+		}
+		return longest, true
+	}
+	return 0, false
+}
+
+// Payload is the body of every step's task.
+type Payload struct {
+	RunID int64  `json:"run_id"`
+	Gate  string `json:"gate_kind,omitempty"`
+	// LegacyGate is the gate's index, as tasks enqueued before gates were
+	// named by kind carry it.
+	LegacyGate int `json:"gate,omitempty"`
+}
+
+// Decode reads a step task: its kind from the type, its gate from the
+// payload. A task that can never be run (unknown type, undecodable body,
+// unknown gate) is an error wrapping asynq.SkipRetry: retrying cannot help.
+func Decode(p *pipeline.Pipeline, t *asynq.Task) (Payload, Step, error) {
+	var pl Payload
+	k, ok := ByType(t.Type())
+	if !ok {
+		return pl, Step{}, fmt.Errorf("unknown task type %q: %w", t.Type(), asynq.SkipRetry)
+	}
+	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
+		return pl, Step{}, fmt.Errorf("undecodable payload: %v: %w", err, asynq.SkipRetry)
+	}
+	if pl.RunID <= 0 {
+		return pl, Step{}, fmt.Errorf("payload without run_id: %w", asynq.SkipRetry)
+	}
+	s := Step{Kind: k}
+	if k != Gate {
+		return pl, s, nil
+	}
+	switch {
+	case pl.Gate != "":
+		s.Gate = pl.Gate
+	case pl.LegacyGate >= 0 && pl.LegacyGate < len(p.Gates):
+		s.Gate = p.Gates[pl.LegacyGate].Kind
+	}
+	if s.Timeout(p) == 0 {
+		return pl, Step{}, fmt.Errorf("gate %q (index %d) not in the pipeline: %w", pl.Gate, pl.LegacyGate, asynq.SkipRetry)
+	}
+	return pl, s, nil
+}
+
+// taskRetention keeps a finished task's id taken for this long, so a
+// redelivered predecessor (lease expiry, crash) cannot enqueue it again.
+const taskRetention = time.Hour
+
+// TaskID is the deterministic id of one run's step:
+// "<pipeline>:<run>:<step>".
+func TaskID(pipelineName string, runID int64, s Step) string {
+	return pipelineName + ":" + strconv.FormatInt(runID, 10) + ":" + s.Name()
+}
+
+// Enqueuer is the part of *asynq.Client the chain uses.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Enqueue queues step s of run runID. A step already queued, running or
+// done (its task id taken) counts as enqueued: a redelivered predecessor
+// enqueues again, harmlessly.
+func Enqueue(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64, s Step) error {
+	body, err := json.Marshal(Payload{RunID: runID, Gate: s.Gate})
+	if err != nil {
+		return err
+	}
+	_, err = q.EnqueueContext(ctx, asynq.NewTask(s.Type, body),
+		asynq.Queue(s.Queue),
+		asynq.TaskID(TaskID(p.Name, runID, s)),
+		asynq.MaxRetry(s.Retries),
+		// asynq's deadline sits above the command's own timeout, so a
+		// timed-out build is reported as such, not as a lost task.
+		asynq.Timeout(s.Timeout(p)+time.Minute),
+		asynq.Retention(taskRetention),
+	)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue %s of run %d: %w", s.Name(), runID, err)
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package steps
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"sando/pipeline"
+	"sando/run"
+)
+
+func testPipeline(stage string) *pipeline.Pipeline {
+	return &pipeline.Pipeline{
+		Name: "app", Build: "make", Stage: stage,
+		Gates: []pipeline.Gate{
+			{Kind: "unit", Run: "true", Timeout: 3 * time.Minute},
+			{Kind: "smoke", Run: "true", Timeout: 7 * time.Minute},
+		},
+		Timeouts: pipeline.Timeouts{Fetch: time.Minute, Compile: 30 * time.Minute, Stage: 5 * time.Minute},
+	}
+}
+
+// Each step's row of the table, as the rest of Sando reads it.
+func TestTable(t *testing.T) {
+	t.Parallel()
+	p := testPipeline("cp x y")
+	tests := []struct {
+		step               Step
+		name, typ, queue   string
+		phase              run.Phase
+		timeout            time.Duration
+		retries, queuePrio int
+	}{
+		{Step{Kind: Fetch}, "fetch", "sando:fetch", "fetch", run.PhaseFetching, time.Minute, 5, 1},
+		{Step{Kind: Compile}, "compile", "sando:compile", "compile", run.PhaseCompiling, 30 * time.Minute, 3, 2},
+		{Step{Kind: Stage}, "stage", "sando:stage", "stage", run.PhaseStaging, 5 * time.Minute, 3, 3},
+		{Step{Kind: Gate, Gate: "unit"}, "gate-unit", "sando:gate", "gate", run.PhaseGating, 3 * time.Minute, 3, 4},
+		{Step{Kind: Gate, Gate: "smoke"}, "gate-smoke", "sando:gate", "gate", run.PhaseGating, 7 * time.Minute, 3, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.step
+			require.Equal(t, tt.name, s.Name())
+			require.Equal(t, tt.typ, s.Type)
+			require.Equal(t, tt.queue, s.Queue)
+			require.Equal(t, tt.phase, s.Phase)
+			require.Equal(t, tt.timeout, s.Timeout(p))
+			require.Equal(t, tt.retries, s.Retries)
+			require.Equal(t, tt.queuePrio, PhaseQueues[s.Queue], "later phases are served first")
+			back, ok := Parse(s.Name())
+			require.True(t, ok)
+			require.Equal(t, s, back, "Parse is Name's inverse")
+			k, ok := ByType(s.Type)
+			require.True(t, ok)
+			require.Same(t, s.Kind, k)
+			require.Equal(t, "app:17:"+tt.name, TaskID("app", 17, s))
+		})
+	}
+	for _, bad := range []string{"", "gate", "gate-", "deploy", "fetch.log"} {
+		_, ok := Parse(bad)
+		require.False(t, ok, bad)
+	}
+	require.Len(t, PhaseQueues, len(Kinds))
+}
+
+func TestNext(t *testing.T) {
+	t.Parallel()
+	chain := func(p *pipeline.Pipeline) []string {
+		var names []string
+		for s, ok := First(), true; ok; s, ok = Next(p, s) {
+			names = append(names, s.Name())
+		}
+		return names
+	}
+	require.Equal(t, []string{"fetch", "compile", "stage", "gate-unit", "gate-smoke"}, chain(testPipeline("cp x y")))
+	require.Equal(t, []string{"fetch", "compile", "gate-unit", "gate-smoke"}, chain(testPipeline("")), "no stage command: no stage step")
+	noGates := testPipeline("")
+	noGates.Gates = nil
+	require.Equal(t, []string{"fetch", "compile"}, chain(noGates))
+}
+
+func TestLongest(t *testing.T) {
+	t.Parallel()
+	p := testPipeline("")
+	for phase, want := range map[run.Phase]time.Duration{
+		run.PhaseFetching: time.Minute, run.PhaseCompiling: 30 * time.Minute,
+		run.PhaseStaging: 5 * time.Minute, run.PhaseGating: 7 * time.Minute,
+	} {
+		got, ok := Longest(p, phase)
+		require.True(t, ok, phase)
+		require.Equal(t, want, got, phase)
+	}
+	for _, phase := range []run.Phase{run.PhaseQueued, run.PhaseDone} {
+		_, ok := Longest(p, phase)
+		require.False(t, ok, phase)
+	}
+}
+
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	p := testPipeline("")
+	task := func(typ string, body any) *asynq.Task {
+		b, _ := json.Marshal(body)
+		return asynq.NewTask(typ, b)
+	}
+	tests := []struct {
+		desc string
+		task *asynq.Task
+		want string // the step's name; "" for a poison task
+	}{
+		{"fetch", task(Fetch.Type, Payload{RunID: 1}), "fetch"},
+		{"gate by kind", task(Gate.Type, Payload{RunID: 1, Gate: "smoke"}), "gate-smoke"},
+		{"gate by index, as older versions enqueued it", task(Gate.Type, map[string]any{"run_id": 1, "gate": 1}), "gate-smoke"},
+		{"first gate by index (omitempty dropped the 0)", task(Gate.Type, map[string]any{"run_id": 1}), "gate-unit"},
+		{"unknown gate", task(Gate.Type, Payload{RunID: 1, Gate: "nope"}), ""},
+		{"gate index out of range", task(Gate.Type, map[string]any{"run_id": 1, "gate": 9}), ""},
+		{"no run id", task(Fetch.Type, Payload{}), ""},
+		{"undecodable", asynq.NewTask(Fetch.Type, []byte("{")), ""},
+		{"unknown type", task("sando:deploy", Payload{RunID: 1}), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			_, s, err := Decode(p, tt.task)
+			if tt.want == "" {
+				require.ErrorIs(t, err, asynq.SkipRetry)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, s.Name())
+		})
+	}
+}
