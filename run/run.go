@@ -51,6 +51,9 @@ type Gate struct {
 	LogRef string     `json:"log_ref"`
 	// RunID is the run that recorded this status; set for per-tier results.
 	RunID int64 `json:"-"`
+	// StartedAt and FinishedAt are zero until the gate starts and ends; a
+	// gate blocked before it started has neither.
+	StartedAt, FinishedAt time.Time
 }
 
 // Run is one rebuild of the pipeline.
@@ -66,6 +69,11 @@ type Run struct {
 	FailureSummary string
 	Gates          []Gate // sorted by kind
 	TaskID         string // the asynq task of the phase now running, for cancel
+	Pipeline       string // the pipeline's name; empty for runs made before pipelines were named in runs
+	// Definition is the pipeline as the run is built with it, as
+	// pipeline.Marshal wrote it at the trigger; empty for runs made before
+	// definitions travelled with runs.
+	Definition string
 	// ProgressAt is the last sign of life: a phase start or a running
 	// phase's heartbeat. The janitor fails runs whose progress stopped.
 	ProgressAt time.Time

@@ -16,7 +16,9 @@ func NewKeys(pipeline string) Keys {
 	return Keys{prefix: "sando:{" + pipeline + "}:"}
 }
 
-// Seq is the counter INCR'd for run ids.
+// Seq is the counter of the pipeline's run ids from before ids were
+// deployment-wide (FleetKeys.Seq); Fleet.Adopt reads it so new ids stay
+// above it.
 func (k Keys) Seq() string { return k.prefix + "seq" }
 
 // Runs is the sorted set of every run id (score = id), newest last.
@@ -56,3 +58,22 @@ func (k Keys) Outbox() string { return k.prefix + "outbox" }
 
 // Events is the pub/sub channel on which every run write announces the id.
 func (k Keys) Events() string { return k.prefix + "events" }
+
+// fleetPrefix names the keys shared by every pipeline of a deployment. Its
+// hash tag, "_fleet", can never be a pipeline's: names start with a letter
+// or digit.
+const fleetPrefix = "sando:{_fleet}:"
+
+// FleetKeys names the deployment-wide keys: run ids are unique across
+// pipelines, so /runs/{id} and /logs need no pipeline name.
+type FleetKeys struct{}
+
+// Seq is the counter INCR'd for run ids of every pipeline.
+func (FleetKeys) Seq() string { return fleetPrefix + "seq" }
+
+// RunPipeline is the hash run id → the pipeline it belongs to.
+func (FleetKeys) RunPipeline() string { return fleetPrefix + "run_pipeline" }
+
+// Pipelines is the set of every pipeline that has had a run, so workers,
+// which read no pipeline file, know whose runs to sweep.
+func (FleetKeys) Pipelines() string { return fleetPrefix + "pipelines" }

@@ -26,6 +26,12 @@ func TestKeys(t *testing.T) {
 	for _, tt := range tests {
 		require.Equal(t, tt.want, tt.got)
 	}
+	var f FleetKeys
+	require.Equal(t, "sando:{_fleet}:seq", f.Seq())
+	require.Equal(t, "sando:{_fleet}:run_pipeline", f.RunPipeline())
+	require.Equal(t, "sando:{_fleet}:pipelines", f.Pipelines())
+	require.Equal(t, redisSlot(f.Seq()), redisSlot(f.RunPipeline()), "the allocate script's keys share a slot")
+	require.Equal(t, redisSlot(f.Seq()), redisSlot(f.Pipelines()), "the allocate script's keys share a slot")
 }
 
 // Every key of a pipeline must hash to one cluster slot, or scripts that

@@ -33,6 +33,20 @@ local BUILDING, ABORTED, FAILED, PASSED = ` +
 	strconv.Quote(string(run.ResultBuilding)) + `, ` + strconv.Quote(string(run.ResultAborted)) + `, ` +
 	strconv.Quote(string(run.ResultFailed)) + `, ` + strconv.Quote(string(run.ResultPassed)) + `
 local QUEUED, DONE = ` + strconv.Quote(string(run.PhaseQueued)) + `, ` + strconv.Quote(string(run.PhaseDone)) + `
+local BLOCKED = ` + strconv.Quote(string(run.GateBlocked)) + `
+local GATE_PREFIX, GATE_SEP = ` + strconv.Quote(gatePrefix) + `, ` + strconv.Quote(gateValSep) + `
+
+-- gatefield is part n (1: status, 2: log ref, 3: run id, 4: started,
+-- 5: finished) of an encoded gate, "" when absent.
+local function gatefield(v, n)
+  if not v then return "" end
+  local i = 1
+  for part in string.gmatch(v .. GATE_SEP, "(.-)" .. GATE_SEP) do
+    if i == n then return part end
+    i = i + 1
+  end
+  return ""
+end
 
 -- runkey is the hash of run id, derived from KEYS[1]'s hash tag.
 local function runkey(id)
@@ -41,9 +55,18 @@ end
 
 -- terminal is the one terminal write: it settles run id (whose hash is
 -- key and whose result the caller checked is BUILDING) with result and
--- summary ("" for none), takes it out of the building set, moves the last
--- passed id forward, records it in the outbox and announces it.
+-- summary ("" for none), reports every gate still running as blocked (its
+-- task is stopped: once a run is terminal no gate is in flight), takes it
+-- out of the building set, moves the last passed id forward, records it
+-- in the outbox and announces it.
 local function terminal(key, id, result, summary)
+  local all = redis.call("HGETALL", key)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, #GATE_PREFIX) == GATE_PREFIX and gatefield(all[i + 1], 1) == "" then
+      redis.call("HSET", key, all[i], table.concat({BLOCKED, gatefield(all[i + 1], 2), gatefield(all[i + 1], 3),
+        gatefield(all[i + 1], 4), ARGV[2]}, GATE_SEP))
+    end
+  end
   redis.call("HSET", key, "result", result, "phase", DONE, "finished_at", ARGV[2])
   if summary ~= "" then redis.call("HSET", key, "failure_summary", summary) end
   redis.call("SREM", KEYS[1], id)

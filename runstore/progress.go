@@ -147,5 +147,8 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([
 	if err != nil {
 		return nil, fmt.Errorf("prune runs: %w", err)
 	}
+	if err := s.fleet.forget(ctx, ids); err != nil {
+		return ids, fmt.Errorf("prune runs: %w", err)
+	}
 	return ids, nil
 }

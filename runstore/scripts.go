@@ -23,28 +23,30 @@ import (
 // only known inside the script.
 //
 // KEYS[1..3], ARGV[1..4] as for every terminal write (luaPrelude)
-// KEYS[4] seq counter
-// KEYS[5] runs sorted set
-// KEYS[6] idempotency key (unused when ARGV[8] is "")
+// KEYS[4] runs sorted set
+// KEYS[5] idempotency key (unused when ARGV[8] is "")
 // ARGV[5] requested sha
 // ARGV[6] requested ref
 // ARGV[7] failure summary for superseded runs
 // ARGV[8] "1" to supersede, "0" not to
 // ARGV[9] request fingerprint for the idempotency key, "" for none
 // ARGV[10] idempotency TTL in seconds
+// ARGV[11] the new run's id (Fleet.Allocate)
+// ARGV[12] pipeline name
+// ARGV[13] the pipeline's definition as the run is built with it
 //
 // Returns {1, id, aborted id, its task id, ...} for a new run,
 // {2, id} when the idempotency key already names a run with the same
 // fingerprint, {3, id} when it names one started by a different request.
 var createScript = newScript(`
 if ARGV[9] ~= "" then
-  local seen = redis.call("HMGET", KEYS[6], "id", "fp")
+  local seen = redis.call("HMGET", KEYS[5], "id", "fp")
   if seen[1] then
     if seen[2] == ARGV[9] then return {2, tonumber(seen[1])} end
     return {3, tonumber(seen[1])}
   end
 end
-local id = redis.call("INCR", KEYS[4])
+local id = tonumber(ARGV[11])
 local out = {1, id}
 if ARGV[8] == "1" then
   for _, m in ipairs(redis.call("SMEMBERS", KEYS[1])) do
@@ -61,12 +63,13 @@ if ARGV[8] == "1" then
   end
 end
 redis.call("HSET", runkey(id), "phase", QUEUED, "result", BUILDING,
-  "started_at", ARGV[2], "progress_at", ARGV[2], "sha", ARGV[5], "ref", ARGV[6])
-redis.call("ZADD", KEYS[5], id, id)
+  "started_at", ARGV[2], "progress_at", ARGV[2], "sha", ARGV[5], "ref", ARGV[6],
+  "pipeline", ARGV[12], "def", ARGV[13])
+redis.call("ZADD", KEYS[4], id, id)
 redis.call("SADD", KEYS[1], id)
 if ARGV[9] ~= "" then
-  redis.call("HSET", KEYS[6], "id", id, "fp", ARGV[9])
-  redis.call("EXPIRE", KEYS[6], ARGV[10])
+  redis.call("HSET", KEYS[5], "id", id, "fp", ARGV[9])
+  redis.call("EXPIRE", KEYS[5], ARGV[10])
 end
 redis.call("PUBLISH", ARGV[1], id)
 return out
@@ -75,6 +78,9 @@ return out
 // CreateRequest is what a trigger asks for.
 type CreateRequest struct {
 	SHA, Ref string
+	// Definition is the pipeline as the run is built with it (a snapshot
+	// taken at the trigger; workers read it from the run, not a file).
+	Definition []byte
 	// NoSupersede keeps older building runs alive (benchmarks, tests).
 	NoSupersede bool
 	// IdempotencyKey, when set, makes a retried trigger return the run the
@@ -114,8 +120,16 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (Created, error) 
 	if req.IdempotencyKey != "" {
 		fp = cmp.Or(req.Fingerprint, "-")
 	}
-	keys := s.terminalKeys(s.keys.Seq(), s.keys.Runs(), s.keys.Idempotency(req.IdempotencyKey))
-	args := s.terminalArgs(req.SHA, req.Ref, run.SummarySuperseded, supersede, fp, int64(ttl/time.Second))
+	// The id comes first, from the deployment's counter (another slot of
+	// a Redis Cluster than the pipeline's keys). An idempotent replay
+	// leaves it unused: ids are unique and increasing, not dense.
+	newID, err := s.fleet.Allocate(ctx, s.pipeline)
+	if err != nil {
+		return Created{}, fmt.Errorf("create run: %w", err)
+	}
+	keys := s.terminalKeys(s.keys.Runs(), s.keys.Idempotency(req.IdempotencyKey))
+	args := s.terminalArgs(req.SHA, req.Ref, run.SummarySuperseded, supersede, fp, int64(ttl/time.Second),
+		newID, s.pipeline, string(req.Definition))
 	res, err := createScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return Created{}, fmt.Errorf("create run: %w", err)
@@ -233,7 +247,7 @@ func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID 
 		v, _ := res[i+1].(string)
 		m[k] = v
 	}
-	return o, decodeRun(id, m), nil
+	return o, s.decodeRun(id, m), nil
 }
 
 // fieldsScript sets fields of a run only while it is building.
@@ -275,35 +289,78 @@ func (s *Store) SetVersion(ctx context.Context, id int64, version string) (Outco
 }
 
 // gateScript records one gate's status on a building run and in the
-// per-(tier, version) results.
+// per-(tier, version) results, and returns every gate of the run, so the
+// caller sees which gates the write made ready (a join) in the same step
+// as the write: of gates passing at once, the last to write sees them all.
+// It times the gate: a running gate starts now; a passed or failed one ends
+// now and keeps its start; a blocked one ends now only if it had started.
 //
 // KEYS[1] run hash
 // KEYS[2] tier gates hash
 // ARGV[1] gate kind
-// ARGV[2] encoded gate (status, log ref, run id)
-// ARGV[3] events channel
+// ARGV[2] status ("" while running)
+// ARGV[3] log ref
 // ARGV[4] run id
+// ARGV[5] events channel
+// ARGV[6] now (RFC 3339)
 //
-// Returns -1 no such run, 0 run is terminal, 1 applied.
+// Returns {-1} no such run, {0} run is terminal, else {1, kind, encoded
+// gate, kind, encoded gate, ...} with the run's gates after the write.
 var gateScript = newScript(`
 local r = redis.call("HGET", KEYS[1], "result")
-if not r then return -1 end
-if r ~= BUILDING then return 0 end
-redis.call("HSET", KEYS[1], "gate:" .. ARGV[1], ARGV[2])
-redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
-redis.call("PUBLISH", ARGV[3], ARGV[4])
-return 1
+if not r then return {-1} end
+if r ~= BUILDING then return {0} end
+local field = GATE_PREFIX .. ARGV[1]
+local started, finished = ARGV[6], ""
+if ARGV[2] ~= "" then
+  started = gatefield(redis.call("HGET", KEYS[1], field), 4)
+  if ARGV[2] ~= BLOCKED and started == "" then started = ARGV[6] end
+  if started ~= "" then finished = ARGV[6] end
+end
+local v = table.concat({ARGV[2], ARGV[3], ARGV[4], started, finished}, GATE_SEP)
+redis.call("HSET", KEYS[1], field, v)
+redis.call("HSET", KEYS[2], ARGV[1], v)
+redis.call("PUBLISH", ARGV[5], ARGV[4])
+local out = {1}
+local all = redis.call("HGETALL", KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, #GATE_PREFIX) == GATE_PREFIX then
+    table.insert(out, string.sub(all[i], #GATE_PREFIX + 1))
+    table.insert(out, all[i + 1])
+  end
+end
+return out
 `)
 
 // SetGate records the latest status of one gate kind for a building run,
-// and for its (tier, version). A redelivered gate overwrites its own entry:
-// a gate is never recorded twice.
-func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g run.Gate) (Outcome, error) {
-	code, err := gateScript.Run(ctx, s.rdb,
+// and for its (tier, version), and returns the run's gates after the
+// write. A redelivered gate overwrites its own entry: a gate is never
+// recorded twice.
+func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g run.Gate) (Outcome, []run.Gate, error) {
+	res, err := gateScript.Run(ctx, s.rdb,
 		[]string{s.keys.Run(id), s.keys.TierGates(tier, version)},
-		g.Kind, encodeGate(g.Status, g.LogRef, id), s.keys.Events(), id,
-	).Int64()
-	return guardedCode("set gate of", id, code, err)
+		g.Kind, string(g.Status), g.LogRef, id, s.keys.Events(), s.stamp(),
+	).Slice()
+	if err == nil && len(res) == 0 {
+		err = errors.New("empty reply")
+	}
+	if err != nil {
+		o, err := guardedCode("set gate of", id, 0, err)
+		return o, nil, err
+	}
+	code, _ := res[0].(int64)
+	o, err := guardedCode("set gate of", id, code, nil)
+	if err != nil || o != Applied {
+		return o, nil, err
+	}
+	gates := make([]run.Gate, 0, len(res)/2)
+	for i := 1; i+1 < len(res); i += 2 {
+		kind, _ := res[i].(string)
+		v, _ := res[i+1].(string)
+		gates = append(gates, decodeGate(kind, v))
+	}
+	sortGates(gates)
+	return o, gates, nil
 }
 
 // settleScript settles a run with the one terminal write (luaPrelude's

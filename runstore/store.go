@@ -7,6 +7,7 @@
 package runstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,9 +50,11 @@ func (o Outcome) String() string {
 
 // Store reads and writes one pipeline's runs.
 type Store struct {
-	rdb  redis.UniversalClient
-	keys Keys
-	now  func() time.Time
+	rdb      redis.UniversalClient
+	pipeline string
+	keys     Keys
+	fleet    *Fleet
+	now      func() time.Time
 	// outbox: terminal writes also record the run in Keys.Outbox, for
 	// pipelines with webhooks (see WithWebhooks).
 	outbox bool
@@ -66,7 +69,7 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 
 // New returns the store of pipeline's runs on rdb.
 func New(rdb redis.UniversalClient, pipeline string, opts ...Option) *Store {
-	s := &Store{rdb: rdb, keys: NewKeys(pipeline), now: time.Now}
+	s := &Store{rdb: rdb, pipeline: pipeline, keys: NewKeys(pipeline), fleet: NewFleet(rdb), now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -93,7 +96,7 @@ func (s *Store) Get(ctx context.Context, id int64) (*run.Run, error) {
 	if len(m) == 0 {
 		return nil, ErrNotFound
 	}
-	return decodeRun(id, m), nil
+	return s.decodeRun(id, m), nil
 }
 
 // Latest returns the newest run of any result, or ErrNotFound.
@@ -149,7 +152,7 @@ func (s *Store) List(ctx context.Context, before int64, limit int) ([]*run.Run, 
 	out := make([]*run.Run, 0, len(ids))
 	for i, c := range cmds {
 		if m := c.Val(); len(m) > 0 { // pruned between the two calls: skip
-			out = append(out, decodeRun(nums[i], m))
+			out = append(out, s.decodeRun(nums[i], m))
 		}
 	}
 	return out, nil
@@ -181,12 +184,14 @@ const (
 	fFinished  = "finished_at"
 	fSummary   = "failure_summary"
 	fTask      = "task_id"
+	fPipeline  = "pipeline"
+	fDef       = "def"         // the pipeline definition the run is built with
 	fProgress  = "progress_at" // last sign of life: phase start or heartbeat
 	gatePrefix = "gate:"
 	gateValSep = "\t"
 )
 
-func decodeRun(id int64, m map[string]string) *run.Run {
+func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
 	r := &run.Run{
 		ID:             id,
 		SHA:            m[fSHA],
@@ -196,6 +201,8 @@ func decodeRun(id int64, m map[string]string) *run.Run {
 		Result:         run.Result(m[fResult]),
 		FailureSummary: m[fSummary],
 		TaskID:         m[fTask],
+		Pipeline:       cmp.Or(m[fPipeline], s.pipeline), // older runs did not name theirs
+		Definition:     m[fDef],
 		Gates:          []run.Gate{},
 	}
 	r.StartedAt, _ = time.Parse(time.RFC3339Nano, m[fStarted])
@@ -210,19 +217,20 @@ func decodeRun(id int64, m map[string]string) *run.Run {
 	return r
 }
 
-// A gate is stored as "status\tlog_ref\trun_id": scripts write it verbatim.
-func encodeGate(status run.GateStatus, logRef string, runID int64) string {
-	return string(status) + gateValSep + logRef + gateValSep + strconv.FormatInt(runID, 10)
-}
-
+// A gate is stored as "status\tlog_ref\trun_id\tstarted_at\tfinished_at"
+// (gateScript writes it; older runs have only the first three parts).
 func decodeGate(kind, v string) run.Gate {
-	parts := strings.SplitN(v, gateValSep, 3)
+	parts := strings.SplitN(v, gateValSep, 5)
 	g := run.Gate{Kind: kind, Status: run.GateStatus(parts[0])}
 	if len(parts) > 1 {
 		g.LogRef = parts[1]
 	}
 	if len(parts) > 2 {
 		g.RunID, _ = strconv.ParseInt(parts[2], 10, 64)
+	}
+	if len(parts) > 4 {
+		g.StartedAt, _ = time.Parse(time.RFC3339Nano, parts[3])
+		g.FinishedAt, _ = time.Parse(time.RFC3339Nano, parts[4])
 	}
 	return g
 }

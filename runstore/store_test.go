@@ -218,7 +218,7 @@ func TestWritesAfterTerminalAreNoOps(t *testing.T) {
 		o, err = b.store.SetSHA(ctx, id, strings.Repeat("c", 40))
 		require.NoError(t, err)
 		require.Equal(t, runstore.Finished, o)
-		o, err = b.store.SetGate(ctx, id, "host", "1", run.Gate{Kind: "unit", Status: run.GatePassed})
+		o, _, err = b.store.SetGate(ctx, id, "host", "1", run.Gate{Kind: "unit", Status: run.GatePassed})
 		require.NoError(t, err)
 		require.Equal(t, runstore.Finished, o)
 
@@ -352,22 +352,32 @@ func TestGates(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		set := func(kind string, st run.GateStatus) {
-			o, err := b.store.SetGate(ctx, id, "host", "1.0", run.Gate{Kind: kind, Status: st, LogRef: fmt.Sprintf("%d/gate-%s.log", id, kind)})
+		set := func(kind string, st run.GateStatus) []run.Gate {
+			o, gates, err := b.store.SetGate(ctx, id, "host", "1.0", run.Gate{Kind: kind, Status: st, LogRef: fmt.Sprintf("%d/gate-%s.log", id, kind)})
 			require.NoError(t, err)
 			require.Equal(t, runstore.Applied, o)
+			return gates
 		}
+		t0 := b.clock.Now()
 		set("unit", run.GateRunning)
-		set("unit", run.GatePassed) // latest status per kind: no second row
+		b.clock.Add(time.Second)
+		set("smoke", run.GateRunning)
+		b.clock.Add(time.Second)
+		after := set("unit", run.GatePassed) // latest status per kind: no second row
+		require.Equal(t, []run.Gate{
+			{Kind: "smoke", Status: run.GateRunning, LogRef: "1/gate-smoke.log", RunID: id, StartedAt: t0.Add(time.Second)},
+			{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
+		}, after, "the write returns every gate of the run, for the join")
+		b.clock.Add(time.Second)
 		set("smoke", run.GateFailed)
 		set("e2e", run.GateBlocked)
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
 		require.Equal(t, []run.Gate{
 			{Kind: "e2e", Status: run.GateBlocked, LogRef: "1/gate-e2e.log", RunID: id},
-			{Kind: "smoke", Status: run.GateFailed, LogRef: "1/gate-smoke.log", RunID: id},
-			{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id},
-		}, r.Gates)
+			{Kind: "smoke", Status: run.GateFailed, LogRef: "1/gate-smoke.log", RunID: id, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(3 * time.Second)},
+			{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
+		}, r.Gates, "a gate blocked before it started has no times")
 		tier, err := b.store.TierGates(ctx, "host", "1.0")
 		require.NoError(t, err)
 		require.Len(t, tier, 3)
@@ -510,5 +520,97 @@ func TestPrune(t *testing.T) {
 		deleted, err = b.store.Prune(ctx, b.clock.Now().Add(time.Hour), 0, 100)
 		require.NoError(t, err)
 		require.Empty(t, deleted)
+	})
+}
+
+// Run ids are unique across the deployment's pipelines, each run names its
+// pipeline, and the fleet index finds it by id alone.
+func TestFleetIDsAcrossPipelines(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		other := runstore.New(b.rdb, "web")
+		fleet := runstore.NewFleet(b.rdb)
+		a1 := create(t, b.store, runstore.CreateRequest{Definition: []byte(`{"name":"app"}`)})
+		w1 := create(t, other, runstore.CreateRequest{})
+		a2 := create(t, b.store, runstore.CreateRequest{})
+		require.Equal(t, []int64{1, 2, 3}, []int64{a1, w1, a2})
+		for id, want := range map[int64]string{a1: "app", w1: "web", a2: "app"} {
+			got, err := fleet.PipelineOf(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, want, got, "run %d", id)
+		}
+		_, err := fleet.PipelineOf(ctx, 99)
+		require.ErrorIs(t, err, runstore.ErrNotFound)
+		names, err := fleet.Pipelines(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"app", "web"}, names)
+
+		r, err := b.store.Get(ctx, a1)
+		require.NoError(t, err)
+		require.Equal(t, "app", r.Pipeline)
+		require.JSONEq(t, `{"name":"app"}`, r.Definition, "the definition travels with the run")
+		_, err = other.Get(ctx, a1)
+		require.ErrorIs(t, err, runstore.ErrNotFound, "each pipeline's runs are its own")
+
+		// Supersede stays inside the pipeline: web's run still builds.
+		res, err := other.Result(ctx, w1)
+		require.NoError(t, err)
+		require.Equal(t, run.ResultBuilding, res)
+	})
+}
+
+// An upgrade from per-pipeline counters keeps every run and its id: new
+// ids continue above the old counter, and old runs are found by id.
+func TestFleetAdoptsOldCounters(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		old := runstore.NewKeys("default")
+		// What the previous version left: its own counter at 41, run 41.
+		require.NoError(t, b.rdb.Set(ctx, old.Seq(), 41, 0).Err())
+		require.NoError(t, b.rdb.HSet(ctx, old.Run(41), "result", "passed", "phase", "done",
+			"started_at", "2026-06-12T00:00:00.000Z").Err())
+		require.NoError(t, b.rdb.ZAdd(ctx, old.Runs(), redis.Z{Score: 41, Member: "41"}).Err())
+
+		fleet := runstore.NewFleet(b.rdb)
+		require.NoError(t, fleet.Adopt(ctx, []string{"default", "app"}))
+		require.NoError(t, fleet.Adopt(ctx, []string{"default", "app"}), "idempotent")
+		got, err := fleet.PipelineOf(ctx, 41)
+		require.NoError(t, err)
+		require.Equal(t, "default", got)
+		r, err := runstore.New(b.rdb, got).Get(ctx, 41)
+		require.NoError(t, err)
+		require.Equal(t, "default", r.Pipeline, "an old run without a pipeline field names its store's")
+		require.Equal(t, int64(42), create(t, b.store, runstore.CreateRequest{}), "ids continue above the old counter")
+	})
+}
+
+// Once a run is terminal no gate is in flight: the terminal write reports
+// gates still running (their tasks are being stopped) as blocked, ended at
+// the run's end.
+func TestTerminalWriteBlocksRunningGates(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{})
+		t0 := b.clock.Now()
+		for _, g := range []run.Gate{{Kind: "lint", Status: run.GateRunning}, {Kind: "unit", Status: run.GateRunning}} {
+			_, _, err := b.store.SetGate(ctx, id, "host", "1", g)
+			require.NoError(t, err)
+		}
+		b.clock.Add(time.Second)
+		_, _, err := b.store.SetGate(ctx, id, "host", "1", run.Gate{Kind: "unit", Status: run.GateFailed})
+		require.NoError(t, err)
+		b.clock.Add(time.Second)
+		won, err := b.store.Fail(ctx, id, "unit: TestAdd")
+		require.NoError(t, err)
+		require.True(t, won)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, []run.Gate{
+			{Kind: "lint", Status: run.GateBlocked, RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
+			{Kind: "unit", Status: run.GateFailed, RunID: id, StartedAt: t0, FinishedAt: t0.Add(time.Second)},
+		}, r.Gates)
 	})
 }

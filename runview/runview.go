@@ -9,14 +9,19 @@ import (
 	"sando/run"
 )
 
+// Gate is one gate of a run view.
 type Gate struct {
-	Kind   string  `json:"kind"`
-	Status *string `json:"status"` // null while the gate runs
-	LogRef *string `json:"log_ref"`
+	Kind       string  `json:"kind"`
+	Status     *string `json:"status"` // null while the gate runs
+	LogRef     *string `json:"log_ref"`
+	StartedAt  *string `json:"started_at"`  // null until it starts; a gate blocked before it started never does
+	FinishedAt *string `json:"finished_at"` // null until it ends
 }
 
+// Run is the run view: GET /runs/{id}, and the body of a webhook.
 type Run struct {
 	RunID          int64      `json:"run_id"`
+	Pipeline       string     `json:"pipeline"`
 	SHA            *string    `json:"sha"`
 	Ref            *string    `json:"ref"`
 	Version        *string    `json:"version"`
@@ -86,7 +91,10 @@ func FailureSummary(r *run.Run) *string {
 func Gates(gates []run.Gate) []Gate {
 	out := make([]Gate, len(gates))
 	for i, g := range gates {
-		out[i] = Gate{Kind: g.Kind, Status: Nullable(string(g.Status)), LogRef: Nullable(g.LogRef)}
+		out[i] = Gate{
+			Kind: g.Kind, Status: Nullable(string(g.Status)), LogRef: Nullable(g.LogRef),
+			StartedAt: Time(g.StartedAt), FinishedAt: Time(g.FinishedAt),
+		}
 	}
 	return out
 }
@@ -97,7 +105,7 @@ func Of(r *run.Run) Run {
 		started = *s
 	}
 	return Run{
-		RunID: r.ID, SHA: Nullable(r.SHA), Ref: Nullable(r.Ref), Version: Nullable(r.Version),
+		RunID: r.ID, Pipeline: r.Pipeline, SHA: Nullable(r.SHA), Ref: Nullable(r.Ref), Version: Nullable(r.Version),
 		Phase: r.Phase, Result: r.Result, StartedAt: started, FinishedAt: Time(r.FinishedAt),
 		FailureSummary: FailureSummary(r), Gates: Gates(r.Gates),
 	}

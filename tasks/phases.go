@@ -359,7 +359,7 @@ func (r *Runner) gate(ctx context.Context, cur *run.Run, s steps.Step) verdict {
 	g := r.Pipeline.Gates[i] // steps.Decode checked it is one
 	ref := datadir.LogRef(cur.ID, s.Name())
 	record := func(st run.GateStatus, kind, logRef string) error {
-		o, err := r.Store.SetGate(ctx, cur.ID, r.Pipeline.Tier, cur.Version, run.Gate{Kind: kind, Status: st, LogRef: logRef})
+		o, _, err := r.Store.SetGate(ctx, cur.ID, r.Pipeline.Tier, cur.Version, run.Gate{Kind: kind, Status: st, LogRef: logRef})
 		if err == nil && o == runstore.Finished {
 			return errSettled // canceled or superseded since the phase began
 		}
