@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"sando/headline"
 	"sando/run"
 )
@@ -228,26 +230,39 @@ func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID 
 	for _, p := range from {
 		args = append(args, string(p))
 	}
-	res, err := phaseScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, args...).Slice()
+	o, pairs, err := guardedPairs("set phase of", id, phaseScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, args...))
+	if err != nil || pairs == nil {
+		return o, nil, err
+	}
+	m := make(map[string]string, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		m[pairs[i]] = pairs[i+1]
+	}
+	return o, s.decodeRun(id, m), nil
+}
+
+// guardedPairs maps the reply of a guarded script that returns {code,
+// field, value, ...}: the outcome, and the pairs after the code (nil
+// unless the script returned any).
+func guardedPairs(what string, id int64, cmd *redis.Cmd) (Outcome, []string, error) {
+	res, err := cmd.Slice()
 	if err == nil && len(res) == 0 {
 		err = errors.New("empty reply")
 	}
 	if err != nil {
-		o, err := guardedCode("set phase of", id, 0, err)
+		o, err := guardedCode(what, id, 0, err)
 		return o, nil, err
 	}
 	code, _ := res[0].(int64)
-	o, err := guardedCode("set phase of", id, code, nil)
-	if err != nil {
+	o, err := guardedCode(what, id, code, nil)
+	if err != nil || len(res) == 1 {
 		return o, nil, err
 	}
-	m := make(map[string]string, len(res)/2)
-	for i := 1; i+1 < len(res); i += 2 {
-		k, _ := res[i].(string)
-		v, _ := res[i+1].(string)
-		m[k] = v
+	pairs := make([]string, len(res)-1)
+	for i, v := range res[1:] {
+		pairs[i], _ = v.(string)
 	}
-	return o, s.decodeRun(id, m), nil
+	return o, pairs, nil
 }
 
 // fieldsScript sets fields of a run only while it is building.
@@ -337,27 +352,15 @@ return out
 // write. A redelivered gate overwrites its own entry: a gate is never
 // recorded twice.
 func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g run.Gate) (Outcome, []run.Gate, error) {
-	res, err := gateScript.Run(ctx, s.rdb,
+	o, pairs, err := guardedPairs("set gate of", id, gateScript.Run(ctx, s.rdb,
 		[]string{s.keys.Run(id), s.keys.TierGates(tier, version)},
-		g.Kind, string(g.Status), g.LogRef, id, s.keys.Events(), s.stamp(),
-	).Slice()
-	if err == nil && len(res) == 0 {
-		err = errors.New("empty reply")
-	}
-	if err != nil {
-		o, err := guardedCode("set gate of", id, 0, err)
-		return o, nil, err
-	}
-	code, _ := res[0].(int64)
-	o, err := guardedCode("set gate of", id, code, nil)
+		g.Kind, string(g.Status), g.LogRef, id, s.keys.Events(), s.stamp()))
 	if err != nil || o != Applied {
 		return o, nil, err
 	}
-	gates := make([]run.Gate, 0, len(res)/2)
-	for i := 1; i+1 < len(res); i += 2 {
-		kind, _ := res[i].(string)
-		v, _ := res[i+1].(string)
-		gates = append(gates, decodeGate(kind, v))
+	gates := make([]run.Gate, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		gates = append(gates, decodeGate(pairs[i], pairs[i+1]))
 	}
 	sortGates(gates)
 	return o, gates, nil
