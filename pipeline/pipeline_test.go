@@ -134,6 +134,8 @@ func TestParseBad(t *testing.T) {
 		{"wrong type", head + "stage: [a, b]\n", "sando.yaml: stage: sequence was used where string is expected (line 3)"},
 		{"gates not a list", head + "gates: {kind: a}\n", "sando.yaml: gates: mapping was used where sequence is expected (line 3)"},
 		{"duplicate key", head + "build: again\n", `sando.yaml: mapping key "build" already defined at [2:1] (line 3)`},
+		{"tag where a list is expected", head + "gates: !x 0\n", "sando.yaml: the YAML decoder crashed on it " +
+			"(runtime error: invalid memory address or nil pointer dereference); a tag such as !x where a list is expected is a known cause"},
 		{"two documents", head + "---\n" + head, "sando.yaml: contains more than one YAML document (line 3)"},
 		{"first problem in field order wins", "repo: -x\n", `sando.yaml: repo: "-x" must not start with "-"`},
 	}
