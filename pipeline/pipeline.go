@@ -1,5 +1,6 @@
 // Package pipeline loads and validates sando.yaml, the file describing how a
-// project is fetched, built, staged and gated.
+// project is fetched, built, staged and gated: one file (Load), or a
+// directory of them as a Set of named pipelines (LoadSet, Registry).
 package pipeline
 
 import (
@@ -74,7 +75,8 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ConfigPath returns the pipeline file path from SANDO_CONFIG, or DefaultPath.
+// ConfigPath returns the path of the pipeline file, or directory of them,
+// from SANDO_CONFIG, or DefaultPath.
 func ConfigPath() string {
 	if p := os.Getenv("SANDO_CONFIG"); p != "" {
 		return p
@@ -85,21 +87,30 @@ func ConfigPath() string {
 // Load reads and validates the pipeline file at path. Relative local repo
 // paths are resolved against the file's directory, not the working directory,
 // so the file means the same thing wherever sando is started from.
-func Load(path string) (*Pipeline, error) {
+func Load(path string) (*Pipeline, error) { return load(path, "") }
+
+// load is Load for a file whose pipeline, when nameless, is named stem (""
+// for "default").
+func load(path, stem string) (*Pipeline, error) {
 	data, err := readCapped(path)
 	if err != nil {
-		e := &Error{File: path, Problem: err.Error(), Err: err}
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			e.Problem = pe.Err.Error() // the path is already in File
-		}
-		return nil, e
+		return nil, ioError(path, err)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, &Error{File: path, Problem: err.Error(), Err: err}
 	}
-	return Parse(path, data, filepath.Dir(abs))
+	return parse(path, data, origin{baseDir: filepath.Dir(abs), stem: stem})
+}
+
+// ioError is an *Error for a file that could not be read.
+func ioError(path string, err error) *Error {
+	e := &Error{File: path, Problem: err.Error(), Err: err}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		e.Problem = pe.Err.Error() // the path is already in File
+	}
+	return e
 }
 
 func readCapped(path string) ([]byte, error) {
@@ -121,11 +132,15 @@ func readCapped(path string) ([]byte, error) {
 // Parse validates YAML bytes. name is only used in error messages; baseDir
 // anchors relative local repo paths (left relative when baseDir is "").
 func Parse(name string, data []byte, baseDir string) (*Pipeline, error) {
+	return parse(name, data, origin{baseDir: baseDir})
+}
+
+func parse(name string, data []byte, o origin) (*Pipeline, error) {
 	raw, err := decode(name, data)
 	if err != nil {
 		return nil, err
 	}
-	p, field, problem := raw.validate(baseDir)
+	p, field, problem := raw.validate(o)
 	if problem != "" {
 		return nil, &Error{File: name, Field: field, Problem: problem}
 	}

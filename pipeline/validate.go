@@ -39,19 +39,34 @@ var (
 
 func anchored(p string) *regexp.Regexp { return regexp.MustCompile(`^(?:` + p + `)$`) }
 
+// origin is where a pipeline file came from, for the defaults that depend
+// on it.
+type origin struct {
+	// baseDir anchors relative local repo paths; "" leaves them relative.
+	baseDir string
+	// stem is the name of a nameless file in a directory of pipelines: its
+	// base name without extension. "" for a lone file, whose name is then
+	// "default".
+	stem string
+}
+
 // validate checks fields in file order and stops at the first problem, so
 // the same file always yields the same error.
-func (r *rawFile) validate(baseDir string) (p *Pipeline, field, problem string) {
+func (r *rawFile) validate(o origin) (p *Pipeline, field, problem string) {
 	p = &Pipeline{
-		Name: or(r.Name, defaultName), Branch: or(r.Branch, defaultBranch),
+		Name: or(r.Name, or(o.stem, defaultName)), Branch: or(r.Branch, defaultBranch),
 		VersionFile: r.VersionFile, Build: r.Build, Stage: r.Stage,
 		Tier: or(r.Tier, defaultTier),
 	}
-	if !nameRE.MatchString(p.Name) {
+	switch {
+	case r.Name == "" && !nameRE.MatchString(p.Name):
+		return nil, "name", fmt.Sprintf("absent, and the file name %q does not match %s; add name: or rename the file",
+			p.Name, namePattern)
+	case !nameRE.MatchString(p.Name):
 		return nil, "name", fmt.Sprintf("%q must match %s", p.Name, namePattern)
 	}
 	var prob string
-	if p.Repo, prob = checkRepo(r.Repo, baseDir); prob != "" {
+	if p.Repo, prob = checkRepo(r.Repo, o.baseDir); prob != "" {
 		return nil, "repo", prob
 	}
 	if err := gitref.CheckRef(p.Branch); err != nil {
