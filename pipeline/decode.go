@@ -14,10 +14,14 @@ import (
 
 // Durations are decoded as any so validation can tell "10" (forgot the unit)
 // from "ten" (not a duration) and give a specific message for each.
+// Needs is a pointer so an absent needs (the gate before) differs from
+// "needs: []" (none); "needs: null" counts as absent.
 type rawGate struct {
-	Kind    string `yaml:"kind"`
-	Run     string `yaml:"run"`
-	Timeout any    `yaml:"timeout"`
+	Kind    string    `yaml:"kind"`
+	Run     string    `yaml:"run"`
+	Timeout any       `yaml:"timeout"`
+	Report  string    `yaml:"report"`
+	Needs   *[]string `yaml:"needs"`
 }
 
 type rawTimeouts struct {
@@ -38,6 +42,7 @@ type rawFile struct {
 	Timeouts    rawTimeouts       `yaml:"timeouts"`
 	Env         map[string]string `yaml:"env"`
 	Webhooks    []string          `yaml:"webhooks"`
+	Reuse       string            `yaml:"reuse"`
 }
 
 // decode parses to an AST first so decoder errors, which only carry a

@@ -20,11 +20,21 @@ const DefaultPath = "sando.yaml"
 // slurped; real pipeline files are a few hundred bytes.
 const maxFileSize = 1 << 20
 
-// Gate is one check run after staging; gates run in file order.
+// Gate is one check run after staging. A gate starts once every gate it
+// needs has passed; gates ready at once may run at the same time.
 type Gate struct {
 	Kind    string
 	Run     string
 	Timeout time.Duration
+	// Needs are the kinds of the gates that must pass before this one
+	// starts, as the file lists them; nil means none (it starts right after
+	// staging). A file's gate without needs: needs the gate before it, and
+	// validation writes that kind here, so nil is only ever "needs: []" or
+	// the first gate. Pipelines built by hand must fill it the same way.
+	Needs []string
+	// Report is the JUnit XML file (a path or glob relative to the
+	// worktree) the gate writes, or "".
+	Report string
 }
 
 // Timeouts bound the fixed phases.
@@ -32,7 +42,9 @@ type Timeouts struct {
 	Fetch, Compile, Stage time.Duration
 }
 
-// Pipeline is a validated pipeline file with defaults filled in.
+// Pipeline is a validated pipeline file with defaults filled in. Once
+// loaded it is shared (by a Set, by every run that snapshots it): treat it,
+// and the slices and maps in it, as read-only.
 type Pipeline struct {
 	Name, Repo, Branch, VersionFile, Build, Stage, Tier string
 	Gates                                               []Gate
@@ -41,7 +53,14 @@ type Pipeline struct {
 	// Webhooks are POSTed the run view when a run reaches a terminal
 	// result, signed with SANDO_WEBHOOK_SECRET.
 	Webhooks []string
+	// Reuse is ReuseTree or "" (off).
+	Reuse string
 }
+
+// ReuseTree is the one value of reuse:. A rebuild of a commit whose git
+// tree and pipeline definition equal a passed run's settles passed
+// without building.
+const ReuseTree = "tree"
 
 // Gate returns the gate at index i and whether it exists.
 func (p *Pipeline) Gate(i int) (Gate, bool) {

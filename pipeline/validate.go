@@ -73,7 +73,7 @@ func (r *rawFile) validate(o origin) (p *Pipeline, field, problem string) {
 		return nil, "branch", err.Error()
 	}
 	if p.VersionFile != "" && !filepath.IsLocal(p.VersionFile) {
-		return nil, "version_file", fmt.Sprintf("%q must be a relative path inside the repository", p.VersionFile)
+		return nil, "version_file", mustBeLocal(p.VersionFile)
 	}
 	if prob := checkCommand(p.Build, true); prob != "" {
 		return nil, "build", prob
@@ -113,8 +113,34 @@ func (r *rawFile) validate(o origin) (p *Pipeline, field, problem string) {
 			return nil, fmt.Sprintf("webhooks[%d]", i), prob
 		}
 	}
-	p.Webhooks = r.Webhooks
+	if len(r.Webhooks) > 0 {
+		p.Webhooks = r.Webhooks
+	}
+	if r.Reuse != "" && r.Reuse != ReuseTree {
+		return nil, "reuse", fmt.Sprintf("%q is not a reuse mode (the one mode is %q)", r.Reuse, ReuseTree)
+	}
+	p.Reuse = r.Reuse
 	return p, "", ""
+}
+
+func mustBeLocal(path string) string {
+	return fmt.Sprintf("%q must be a relative path inside the repository", path)
+}
+
+// checkReport accepts a path or glob that cannot leave the worktree.
+func checkReport(report string) string {
+	switch {
+	case report == "":
+		return ""
+	case !filepath.IsLocal(report):
+		return mustBeLocal(report)
+	case strings.ContainsFunc(report, isControl):
+		return fmt.Sprintf("%q contains a control character", report)
+	}
+	if _, err := filepath.Match(report, ""); err != nil {
+		return fmt.Sprintf("%q is not a valid glob (%v)", report, err)
+	}
+	return ""
 }
 
 // checkWebhook accepts absolute http(s) URLs with a host.
@@ -173,8 +199,18 @@ func checkCommand(cmd string, required bool) string {
 	return ""
 }
 
+// checkGates validates each gate in file order, then the graph its needs
+// draw. A need may name a later gate, so every kind in the file counts as a
+// gate while the needs are checked; a later gate's bad kind is then reported
+// at that gate.
 func checkGates(raw []*rawGate) ([]Gate, string, string) {
 	var gates []Gate
+	kinds := map[string]bool{}
+	for _, g := range raw {
+		if g != nil {
+			kinds[g.Kind] = true
+		}
+	}
 	seen := map[string]int{}
 	for i, g := range raw {
 		at := fmt.Sprintf("gates[%d]", i)
@@ -198,7 +234,20 @@ func checkGates(raw []*rawGate) ([]Gate, string, string) {
 		if prob != "" {
 			return nil, at + ".timeout", prob
 		}
-		gates = append(gates, Gate{Kind: g.Kind, Run: g.Run, Timeout: d})
+		if prob := checkReport(g.Report); prob != "" {
+			return nil, at + ".report", prob
+		}
+		needs, prob := checkNeeds(g, kinds)
+		if prob != "" {
+			return nil, at + ".needs", prob
+		}
+		if g.Needs == nil && i > 0 {
+			needs = []string{raw[i-1].Kind} // absent: the gate before it
+		}
+		gates = append(gates, Gate{Kind: g.Kind, Run: g.Run, Timeout: d, Needs: needs, Report: g.Report})
+	}
+	if i, cycle := findCycle(gates); cycle != "" {
+		return nil, fmt.Sprintf("gates[%d].needs", i), "cycle " + cycle
 	}
 	return gates, "", ""
 }
