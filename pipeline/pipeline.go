@@ -1,6 +1,8 @@
 // Package pipeline loads and validates sando.yaml, the file describing how a
 // project is fetched, built, staged and gated: one file (Load), or a
-// directory of them as a Set of named pipelines (LoadSet, Registry).
+// directory of them as a Set of named pipelines (LoadSet, Registry). A
+// validated Pipeline travels with a run as a JSON snapshot (Marshal,
+// Unmarshal) and is compared between runs by its Hash.
 package pipeline
 
 import (
@@ -53,12 +55,12 @@ type Pipeline struct {
 	// Webhooks are POSTed the run view when a run reaches a terminal
 	// result, signed with SANDO_WEBHOOK_SECRET.
 	Webhooks []string
-	// Reuse is ReuseTree or "" (off).
+	// Reuse is ReuseTree or "" (off): see Hash.
 	Reuse string
 }
 
 // ReuseTree is the one value of reuse:. A rebuild of a commit whose git
-// tree and pipeline definition equal a passed run's settles passed
+// tree and pipeline definition (Hash) equal a passed run's settles passed
 // without building.
 const ReuseTree = "tree"
 
