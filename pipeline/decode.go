@@ -14,10 +14,14 @@ import (
 
 // Durations are decoded as any so validation can tell "10" (forgot the unit)
 // from "ten" (not a duration) and give a specific message for each.
+// Needs is a pointer so an absent needs (the gate before) differs from
+// "needs: []" (none); "needs: null" counts as absent.
 type rawGate struct {
-	Kind    string `yaml:"kind"`
-	Run     string `yaml:"run"`
-	Timeout any    `yaml:"timeout"`
+	Kind    string    `yaml:"kind"`
+	Run     string    `yaml:"run"`
+	Timeout any       `yaml:"timeout"`
+	Report  string    `yaml:"report"`
+	Needs   *[]string `yaml:"needs"`
 }
 
 type rawTimeouts struct {
@@ -38,6 +42,7 @@ type rawFile struct {
 	Timeouts    rawTimeouts       `yaml:"timeouts"`
 	Env         map[string]string `yaml:"env"`
 	Webhooks    []string          `yaml:"webhooks"`
+	Reuse       string            `yaml:"reuse"`
 }
 
 // decode parses to an AST first so decoder errors, which only carry a
@@ -67,10 +72,23 @@ func decode(name string, data []byte) (*rawFile, error) {
 	if body == nil {
 		return &raw, nil // validation reports the first missing required field
 	}
-	if err := yaml.NodeToValue(body, &raw, yaml.DisallowUnknownField()); err != nil {
+	if err := nodeToValue(body, &raw); err != nil {
 		return nil, decodeError(name, body, err)
 	}
 	return &raw, nil
+}
+
+// nodeToValue turns a panic of the decoder into an error: go-yaml v1.19.2
+// dereferences nil on a tag before a scalar where a sequence is expected
+// ("gates: !x 0", goccy/go-yaml#735), and a bad file must be a config
+// error, not a crash of the API reloading it.
+func nodeToValue(body ast.Node, raw *rawFile) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the YAML decoder crashed on it (%v); a tag such as !x where a list is expected is a known cause", r)
+		}
+	}()
+	return yaml.NodeToValue(body, raw, yaml.DisallowUnknownField())
 }
 
 func decodeError(name string, root ast.Node, err error) *Error {

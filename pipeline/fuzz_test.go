@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 )
 
 // FuzzParse guards the decoder-error mapping: whatever the input, Parse must
-// return either a pipeline or an *Error, never panic.
+// return either a pipeline or an *Error, never panic. A pipeline it accepts
+// must survive its snapshot unchanged, so a run builds what was accepted.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"repo: x\nbuild: b\n",
@@ -16,6 +18,8 @@ func FuzzParse(f *testing.F) {
 		"repo: x\nbuild: b\n---\nx: 1\n",
 		"env: {A: [1]}\n",
 		"timeouts: {fetch: 10}\n",
+		"repo: x\nbuild: b\ngates:\n  - {kind: a, run: b, needs: [c]}\n  - {kind: c, run: d, needs: []}\n",
+		"repo: x\nbuild: b\nreuse: tree\ngates:\n  - {kind: a, run: b, report: 'out/*.xml'}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -25,8 +29,22 @@ func FuzzParse(f *testing.F) {
 		if err != nil && !errors.As(err, &pe) {
 			t.Fatalf("error is %T, not *Error: %v", err, err)
 		}
-		if err == nil && (p.Build == "" || p.Repo == "") {
+		if err != nil {
+			return
+		}
+		if p.Build == "" || p.Repo == "" {
 			t.Fatalf("accepted pipeline without build or repo: %+v", p)
+		}
+		b, err := Marshal(p)
+		if err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+		got, err := Unmarshal(b)
+		if err != nil {
+			t.Fatalf("unmarshal of an accepted pipeline: %v\n%s", err, b)
+		}
+		if !reflect.DeepEqual(p, got) {
+			t.Fatalf("snapshot changed the pipeline:\n%+v\n%+v", p, got)
 		}
 	})
 }

@@ -10,6 +10,37 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// fullYAML sets every field of a pipeline file.
+const fullYAML = `name: app
+repo: https://example.com/app.git
+branch: release/1.2
+version_file: Cargo.toml
+build: cargo build --release
+stage: cp target/release/app "$SANDO_STAGE_DIR/"
+gates:
+  - kind: unit
+    run: cargo test
+    timeout: 90s
+    report: target/junit.xml
+  - kind: smoke
+    run: ./scripts/smoke.sh
+  - kind: lint
+    run: make lint
+    needs: []
+  - kind: e2e
+    run: ./scripts/e2e.sh
+    needs: [unit, lint]
+    timeout: 1500ms
+    report: "reports/*.xml"
+tier: vm_1
+timeouts: {fetch: 1m, compile: 1h}
+env:
+  CARGO_TERM_COLOR: never
+  _X1: "1"
+webhooks: [https://ci.example.com/a, https://ci.example.com/b]
+reuse: tree
+`
+
 var defaultTimeouts = Timeouts{Fetch: 2 * time.Minute, Compile: 30 * time.Minute, Stage: 5 * time.Minute}
 
 func TestParseGood(t *testing.T) {
@@ -27,33 +58,20 @@ func TestParseGood(t *testing.T) {
 		},
 		{
 			name: "full",
-			yaml: `name: app
-repo: https://example.com/app.git
-branch: release/1.2
-version_file: Cargo.toml
-build: cargo build --release
-stage: cp target/release/app "$SANDO_STAGE_DIR/"
-gates:
-  - kind: unit
-    run: cargo test
-    timeout: 90s
-  - kind: smoke
-    run: ./scripts/smoke.sh
-tier: vm_1
-timeouts: {fetch: 1m, compile: 1h}
-env:
-  CARGO_TERM_COLOR: never
-  _X1: "1"
-`,
+			yaml: fullYAML,
 			want: Pipeline{Name: "app", Repo: "https://example.com/app.git", Branch: "release/1.2",
 				VersionFile: "Cargo.toml", Build: "cargo build --release",
 				Stage: `cp target/release/app "$SANDO_STAGE_DIR/"`, Tier: "vm_1",
 				Gates: []Gate{
-					{Kind: "unit", Run: "cargo test", Timeout: 90 * time.Second},
-					{Kind: "smoke", Run: "./scripts/smoke.sh", Timeout: 10 * time.Minute},
+					{Kind: "unit", Run: "cargo test", Timeout: 90 * time.Second, Report: "target/junit.xml"},
+					{Kind: "smoke", Run: "./scripts/smoke.sh", Timeout: 10 * time.Minute, Needs: []string{"unit"}},
+					{Kind: "lint", Run: "make lint", Timeout: 10 * time.Minute},
+					{Kind: "e2e", Run: "./scripts/e2e.sh", Timeout: 1500 * time.Millisecond, Needs: []string{"unit", "lint"},
+						Report: "reports/*.xml"},
 				},
 				Timeouts: Timeouts{Fetch: time.Minute, Compile: time.Hour, Stage: 5 * time.Minute},
-				Env:      map[string]string{"CARGO_TERM_COLOR": "never", "_X1": "1"}},
+				Env:      map[string]string{"CARGO_TERM_COLOR": "never", "_X1": "1"},
+				Webhooks: []string{"https://ci.example.com/a", "https://ci.example.com/b"}, Reuse: "tree"},
 		},
 		{
 			name: "scp-like repo kept",
@@ -66,6 +84,26 @@ env:
 			yaml: "repo: ../src/app\nbuild: make\ngates: []\nenv: {}\n",
 			want: Pipeline{Name: "default", Repo: "/etc/src/app", Branch: "main",
 				Build: "make", Tier: "host", Timeouts: defaultTimeouts},
+		},
+		{
+			name: "empty lists are absent",
+			yaml: "repo: /srv/app\nbuild: make\nwebhooks: []\ngates:\n  - {kind: a, run: x, needs: []}\n",
+			want: Pipeline{Name: "default", Repo: "/srv/app", Branch: "main",
+				Build: "make", Tier: "host", Timeouts: defaultTimeouts,
+				Gates: []Gate{{Kind: "a", Run: "x", Timeout: 10 * time.Minute}}},
+		},
+		{
+			name: "needs null is absent, a forward need is fine",
+			yaml: "repo: /srv/app\nbuild: make\ngates:\n  - {kind: a, run: x, needs: null}\n" +
+				"  - {kind: b, run: y, needs: [c]}\n  - {kind: c, run: z, needs: []}\n  - {kind: d, run: w, needs: ~}\n",
+			want: Pipeline{Name: "default", Repo: "/srv/app", Branch: "main",
+				Build: "make", Tier: "host", Timeouts: defaultTimeouts,
+				Gates: []Gate{
+					{Kind: "a", Run: "x", Timeout: 10 * time.Minute},
+					{Kind: "b", Run: "y", Timeout: 10 * time.Minute, Needs: []string{"c"}},
+					{Kind: "c", Run: "z", Timeout: 10 * time.Minute},
+					{Kind: "d", Run: "w", Timeout: 10 * time.Minute, Needs: []string{"c"}},
+				}},
 		},
 		{
 			name: "leading comment and document marker",
@@ -134,19 +172,61 @@ func TestParseBad(t *testing.T) {
 		{"wrong type", head + "stage: [a, b]\n", "sando.yaml: stage: sequence was used where string is expected (line 3)"},
 		{"gates not a list", head + "gates: {kind: a}\n", "sando.yaml: gates: mapping was used where sequence is expected (line 3)"},
 		{"duplicate key", head + "build: again\n", `sando.yaml: mapping key "build" already defined at [2:1] (line 3)`},
+		{"tag where a list is expected", head + "gates: !x 0\n", "sando.yaml: the YAML decoder crashed on it " +
+			"(runtime error: invalid memory address or nil pointer dereference); a tag such as !x where a list is expected is a known cause"},
 		{"two documents", head + "---\n" + head, "sando.yaml: contains more than one YAML document (line 3)"},
 		{"first problem in field order wins", "repo: -x\n", `sando.yaml: repo: "-x" must not start with "-"`},
+		{"reuse unknown", head + "reuse: commit\n", `sando.yaml: reuse: "commit" is not a reuse mode (the one mode is "tree")`},
+		{"reuse wrong type", head + "reuse: [tree]\n", "sando.yaml: reuse: sequence was used where string is expected (line 3)"},
+		{"report escapes", head + "gates:\n  - {kind: a, run: x, report: ../junit.xml}\n",
+			`sando.yaml: gates[0].report: "../junit.xml" must be a relative path inside the repository`},
+		{"report absolute", head + "gates:\n  - {kind: a, run: x, report: /tmp/junit.xml}\n",
+			`sando.yaml: gates[0].report: "/tmp/junit.xml" must be a relative path inside the repository`},
+		{"report bad glob", head + "gates:\n  - {kind: a, run: x, report: \"out/[a.xml\"}\n",
+			`sando.yaml: gates[0].report: "out/[a.xml" is not a valid glob (syntax error in pattern)`},
+		{"report control char", head + "gates:\n  - {kind: a, run: x, report: \"a\\tb.xml\"}\n",
+			`sando.yaml: gates[0].report: "a\tb.xml" contains a control character`},
+		{"needs not a list", head + "gates:\n  - {kind: a, run: x}\n  - {kind: b, run: y, needs: a}\n",
+			"sando.yaml: gates[1].needs: string was used where sequence is expected (line 5)"},
+		{"needs unknown", head + "gates:\n  - {kind: a, run: x}\n  - {kind: b, run: y}\n  - {kind: c, run: z, needs: [a, nope]}\n",
+			`sando.yaml: gates[2].needs: "nope" is not a gate`},
+		{"needs null entry", head + "gates:\n  - {kind: a, run: x}\n  - {kind: b, run: y, needs: [a, null]}\n",
+			`sando.yaml: gates[1].needs: "" is not a gate`},
+		{"needs itself", head + "gates:\n  - {kind: lint, run: x}\n  - {kind: unit, run: y, needs: [lint, unit]}\n",
+			`sando.yaml: gates[1].needs: "unit" is the gate itself`},
+		{"needs twice", head + "gates:\n  - {kind: a, run: x}\n  - {kind: b, run: y, needs: [a, a]}\n",
+			`sando.yaml: gates[1].needs: "a" is listed twice`},
+		{"needs checked in gate order", head + "gates:\n  - {kind: a, run: x, needs: [nope]}\n  - {kind: b}\n",
+			`sando.yaml: gates[0].needs: "nope" is not a gate`},
+		{"gate problem before a later gate's cycle", head + "gates:\n  - {kind: a, run: x, needs: [b]}\n  - {kind: b, run: y}\n  - {kind: c}\n",
+			"sando.yaml: gates[2].run: required"},
+		{"cycle of two", head + "gates:\n  - {kind: unit, run: x, needs: [e2e]}\n  - {kind: e2e, run: y, needs: [unit]}\n",
+			"sando.yaml: gates[0].needs: cycle unit → e2e → unit"},
+		{"cycle through an absent needs", head + "gates:\n  - {kind: a, run: x, needs: [c]}\n  - {kind: b, run: y}\n  - {kind: c, run: z}\n",
+			"sando.yaml: gates[0].needs: cycle a → c → b → a"},
+		{"cycle reported at its forward need", head + "gates:\n  - {kind: a, run: x, needs: []}\n  - {kind: b, run: y, needs: [d]}\n" +
+			"  - {kind: c, run: z, needs: [b]}\n  - {kind: d, run: w, needs: [a, c]}\n",
+			"sando.yaml: gates[1].needs: cycle b → d → c → b"},
+		{"first cycle in file order", head + "gates:\n  - {kind: a, run: x, needs: []}\n  - {kind: b, run: y, needs: [c]}\n" +
+			"  - {kind: c, run: z, needs: [b]}\n  - {kind: d, run: w, needs: [e]}\n  - {kind: e, run: v, needs: [d]}\n",
+			"sando.yaml: gates[1].needs: cycle b → c → b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := Parse("sando.yaml", []byte(tt.yaml), "/etc/sando")
-			require.EqualError(t, err, tt.want)
-			var pe *Error
-			require.ErrorAs(t, err, &pe)
-			require.Equal(t, "sando.yaml", pe.File)
+			requireError(t, err, "sando.yaml", tt.want)
 		})
 	}
+}
+
+// requireError checks err's text and that it is an *Error about file.
+func requireError(t *testing.T, err error, file, want string) {
+	t.Helper()
+	require.EqualError(t, err, want)
+	var pe *Error
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, file, pe.File)
 }
 
 func TestErrorFields(t *testing.T) {

@@ -39,26 +39,41 @@ var (
 
 func anchored(p string) *regexp.Regexp { return regexp.MustCompile(`^(?:` + p + `)$`) }
 
+// origin is where a pipeline file came from, for the defaults that depend
+// on it.
+type origin struct {
+	// baseDir anchors relative local repo paths; "" leaves them relative.
+	baseDir string
+	// stem is the name of a nameless file in a directory of pipelines: its
+	// base name without extension. "" for a lone file, whose name is then
+	// "default".
+	stem string
+}
+
 // validate checks fields in file order and stops at the first problem, so
 // the same file always yields the same error.
-func (r *rawFile) validate(baseDir string) (p *Pipeline, field, problem string) {
+func (r *rawFile) validate(o origin) (p *Pipeline, field, problem string) {
 	p = &Pipeline{
-		Name: or(r.Name, defaultName), Branch: or(r.Branch, defaultBranch),
+		Name: or(r.Name, or(o.stem, defaultName)), Branch: or(r.Branch, defaultBranch),
 		VersionFile: r.VersionFile, Build: r.Build, Stage: r.Stage,
 		Tier: or(r.Tier, defaultTier),
 	}
-	if !nameRE.MatchString(p.Name) {
+	switch {
+	case r.Name == "" && !nameRE.MatchString(p.Name):
+		return nil, "name", fmt.Sprintf("absent, and the file name %q does not match %s; add name: or rename the file",
+			p.Name, namePattern)
+	case !nameRE.MatchString(p.Name):
 		return nil, "name", fmt.Sprintf("%q must match %s", p.Name, namePattern)
 	}
 	var prob string
-	if p.Repo, prob = checkRepo(r.Repo, baseDir); prob != "" {
+	if p.Repo, prob = checkRepo(r.Repo, o.baseDir); prob != "" {
 		return nil, "repo", prob
 	}
 	if err := gitref.CheckRef(p.Branch); err != nil {
 		return nil, "branch", err.Error()
 	}
 	if p.VersionFile != "" && !filepath.IsLocal(p.VersionFile) {
-		return nil, "version_file", fmt.Sprintf("%q must be a relative path inside the repository", p.VersionFile)
+		return nil, "version_file", mustBeLocal(p.VersionFile)
 	}
 	if prob := checkCommand(p.Build, true); prob != "" {
 		return nil, "build", prob
@@ -98,8 +113,34 @@ func (r *rawFile) validate(baseDir string) (p *Pipeline, field, problem string) 
 			return nil, fmt.Sprintf("webhooks[%d]", i), prob
 		}
 	}
-	p.Webhooks = r.Webhooks
+	if len(r.Webhooks) > 0 {
+		p.Webhooks = r.Webhooks
+	}
+	if r.Reuse != "" && r.Reuse != ReuseTree {
+		return nil, "reuse", fmt.Sprintf("%q is not a reuse mode (the one mode is %q)", r.Reuse, ReuseTree)
+	}
+	p.Reuse = r.Reuse
 	return p, "", ""
+}
+
+func mustBeLocal(path string) string {
+	return fmt.Sprintf("%q must be a relative path inside the repository", path)
+}
+
+// checkReport accepts a path or glob that cannot leave the worktree.
+func checkReport(report string) string {
+	switch {
+	case report == "":
+		return ""
+	case !filepath.IsLocal(report):
+		return mustBeLocal(report)
+	case strings.ContainsFunc(report, isControl):
+		return fmt.Sprintf("%q contains a control character", report)
+	}
+	if _, err := filepath.Match(report, ""); err != nil {
+		return fmt.Sprintf("%q is not a valid glob (%v)", report, err)
+	}
+	return ""
 }
 
 // checkWebhook accepts absolute http(s) URLs with a host.
@@ -158,8 +199,18 @@ func checkCommand(cmd string, required bool) string {
 	return ""
 }
 
+// checkGates validates each gate in file order, then the graph its needs
+// draw. A need may name a later gate, so every kind in the file counts as a
+// gate while the needs are checked; a later gate's bad kind is then reported
+// at that gate.
 func checkGates(raw []*rawGate) ([]Gate, string, string) {
 	var gates []Gate
+	kinds := map[string]bool{}
+	for _, g := range raw {
+		if g != nil {
+			kinds[g.Kind] = true
+		}
+	}
 	seen := map[string]int{}
 	for i, g := range raw {
 		at := fmt.Sprintf("gates[%d]", i)
@@ -183,7 +234,20 @@ func checkGates(raw []*rawGate) ([]Gate, string, string) {
 		if prob != "" {
 			return nil, at + ".timeout", prob
 		}
-		gates = append(gates, Gate{Kind: g.Kind, Run: g.Run, Timeout: d})
+		if prob := checkReport(g.Report); prob != "" {
+			return nil, at + ".report", prob
+		}
+		needs, prob := checkNeeds(g, kinds)
+		if prob != "" {
+			return nil, at + ".needs", prob
+		}
+		if g.Needs == nil && i > 0 {
+			needs = []string{raw[i-1].Kind} // absent: the gate before it
+		}
+		gates = append(gates, Gate{Kind: g.Kind, Run: g.Run, Timeout: d, Needs: needs, Report: g.Report})
+	}
+	if i, cycle := findCycle(gates); cycle != "" {
+		return nil, fmt.Sprintf("gates[%d].needs", i), "cycle " + cycle
 	}
 	return gates, "", ""
 }
