@@ -1,6 +1,7 @@
 // Package datadir lays out SANDO_DATA_DIR: worktrees, logs and staged
-// artifacts, and resolves a log_ref from the API so that no path — by
-// "..", an absolute name or a symlink — escapes the logs root.
+// artifacts, and opens a log_ref from the API so that no path — by "..",
+// an absolute name, a symlink or a hard link, nor a race with a build
+// swapping names — escapes the logs root.
 package datadir
 
 import (
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Layout is the tree under one data directory:
@@ -49,38 +51,72 @@ func (l Layout) LogPath(run int64, step string) string {
 	return filepath.Join(l.LogsRoot(), filepath.FromSlash(LogRef(run, step)))
 }
 
-// ErrBadRef is returned for any log_ref that is not a file under the
-// logs root.
+// ErrBadRef is returned for any log_ref that is not a regular file of
+// one link inside the logs root.
 var ErrBadRef = errors.New("no such log")
 
-// Resolve maps a client's log_ref to a file under the logs root, after
-// resolving symlinks, or returns ErrBadRef.
-func (l Layout) Resolve(ref string) (string, error) {
+// OpenLog opens a client's log_ref for reading, or returns ErrBadRef for
+// anything but a regular file inside the logs root. A build can write in
+// its log directory and swap names there while the API looks, so nothing
+// is checked by its name and opened after: the root is opened as an
+// os.Root, which walks each component itself and refuses any "..",
+// absolute name or symlink that leaves the root, and the file opened is
+// judged by fstat.
+//
+// A hard link in the logs directory to a file outside is, to any check of
+// paths, a regular file inside the root. A log Sando writes (Create) has
+// one name, while a file outside keeps its own name when linked in, so a
+// file of more than one link is refused. Counting the links of the open
+// file alone would race as well (opened through a link that is removed
+// before the fstat, it shows one), so the name is first stat'ed through
+// the root and must show a file of one link, which has then no name
+// outside, and the file opened must be that same file.
+func (l Layout) OpenLog(ref string) (*os.File, error) {
+	if !validRef(ref) {
+		return nil, ErrBadRef
+	}
+	root, err := os.OpenRoot(l.LogsRoot())
+	if err != nil {
+		return nil, ErrBadRef // no logs yet
+	}
+	defer root.Close() // the file opened stays open
+	name := filepath.FromSlash(ref)
+	before, err := root.Stat(name)
+	if err != nil || !oneLink(before) {
+		return nil, ErrBadRef
+	}
+	// O_NONBLOCK: a FIFO swapped in after the Stat is opened at once, not
+	// waited on for a writer, and then refused. Reads of a regular file
+	// ignore it.
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, ErrBadRef
+	}
+	if st, err := f.Stat(); err != nil || !oneLink(st) || !os.SameFile(before, st) {
+		_ = f.Close()
+		return nil, ErrBadRef
+	}
+	return f, nil
+}
+
+// validRef is the syntax of a log_ref: slash-separated names, none of
+// them empty, "." or "..", no NUL and no backslash.
+func validRef(ref string) bool {
 	if ref == "" || strings.ContainsRune(ref, 0) || strings.HasPrefix(ref, "/") || strings.Contains(ref, "\\") {
-		return "", ErrBadRef
+		return false
 	}
 	for _, part := range strings.Split(ref, "/") {
 		if part == ".." || part == "." || part == "" {
-			return "", ErrBadRef
+			return false
 		}
 	}
-	root, err := filepath.EvalSymlinks(l.LogsRoot())
-	if err != nil {
-		return "", ErrBadRef // no logs yet
-	}
-	p, err := filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(ref)))
-	if err != nil {
-		return "", ErrBadRef
-	}
-	rel, err := filepath.Rel(root, p)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", ErrBadRef
-	}
-	st, err := os.Stat(p)
-	if err != nil || !st.Mode().IsRegular() {
-		return "", ErrBadRef
-	}
-	return p, nil
+	return true
+}
+
+// oneLink reports whether st is a regular file with one name.
+func oneLink(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && st.Mode().IsRegular() && sys.Nlink == 1
 }
 
 // Create opens a fresh log file for a step, making its directory.

@@ -1,18 +1,25 @@
 package datadir
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-func TestResolve(t *testing.T) {
+func TestOpenLog(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	l := Layout{Root: root}
+	_, err := l.OpenLog("17/gate-unit.log")
+	require.ErrorIs(t, err, ErrBadRef, "no logs yet")
 	f, err := l.Create(17, "gate-unit")
+	require.NoError(t, err)
+	_, err = f.WriteString("ok\n")
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	require.Equal(t, "17/gate-unit.log", LogRef(17, "gate-unit"))
@@ -21,17 +28,45 @@ func TestResolve(t *testing.T) {
 	require.NoError(t, os.WriteFile(secret, []byte("x"), 0o600))
 	require.NoError(t, os.Symlink(secret, filepath.Join(l.LogsRoot(), "17", "link.log")))
 	require.NoError(t, os.Symlink("/etc", filepath.Join(l.LogsRoot(), "etc")))
+	require.NoError(t, os.Link(secret, filepath.Join(l.LogsRoot(), "17", "hard.log")))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(l.LogsRoot(), "17", "fifo.log"), 0o644))
+	require.NoError(t, os.Symlink("gate-unit.log", filepath.Join(l.LogsRoot(), "17", "in.log")))
 
-	got, err := l.Resolve("17/gate-unit.log")
-	require.NoError(t, err)
-	require.Equal(t, "gate-unit.log", filepath.Base(got))
+	// The log, also through a symlink that stays inside the root.
+	for _, ref := range []string{"17/gate-unit.log", "17/in.log"} {
+		got, err := l.OpenLog(ref)
+		require.NoError(t, err, ref)
+		st, err := got.Stat()
+		require.NoError(t, err)
+		want, err := os.Stat(l.LogPath(17, "gate-unit"))
+		require.NoError(t, err)
+		require.True(t, os.SameFile(want, st), "%s opens %s", ref, got.Name())
+		b, err := io.ReadAll(got)
+		require.NoError(t, err)
+		require.Equal(t, "ok\n", string(b), ref)
+		require.NoError(t, got.Close())
+	}
 
 	for _, bad := range []string{
 		"", "../secret.txt", "17/../../secret.txt", "/etc/passwd", "17/./gate-unit.log",
 		"17//gate-unit.log", "17", "17/missing.log", "17/link.log", "etc/passwd", "a\x00b", `17\gate-unit.log`,
+		"17/hard.log", // a regular file inside, but the secret's inode: two links
+		"17/fifo.log", // not a regular file, and not waited on for a writer
 	} {
-		_, err := l.Resolve(bad)
-		require.ErrorIs(t, err, ErrBadRef, "%q", bad)
+		done := make(chan error, 1)
+		go func() {
+			f, err := l.OpenLog(bad)
+			if err == nil {
+				_ = f.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, ErrBadRef, "%q", bad)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("OpenLog(%q) hangs", bad)
+		}
 	}
 }
 

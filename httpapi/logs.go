@@ -22,12 +22,7 @@ import (
 // ?follow=1 streams new bytes until the step ends.
 func (s *Server) logs(c *gin.Context) {
 	ref := strings.TrimPrefix(c.Param("ref"), "/")
-	path, err := s.Layout.Resolve(ref)
-	if err != nil {
-		s.abort(c, notFound("no log "+strconv.Quote(ref)))
-		return
-	}
-	f, err := os.Open(path)
+	f, err := s.Layout.OpenLog(ref)
 	if err != nil {
 		s.abort(c, notFound("no log "+strconv.Quote(ref)))
 		return
