@@ -159,6 +159,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 
 		NoSupersede: cfg.NoSupersede,
 	}
+	p.metrics.Pipelines([]string{p.pipeline.Name})
 	p.metrics.Register(metrics.NewQueueCollector(inspector, log))
 	p.metrics.GaugeFunc("sando_longpoll_waiters", "Requests held in a long-poll on this API process.",
 		func() float64 { return float64(hub.Waiting()) })

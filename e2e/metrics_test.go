@@ -67,12 +67,12 @@ gates:
 		family string
 		labels map[string]string
 	}{
-		{"sando_runs_started_total", nil},
-		{"sando_runs_finished_total", map[string]string{"result": "passed"}},
-		{"sando_runs_finished_total", map[string]string{"result": "failed"}},
+		{"sando_runs_started_total", map[string]string{"pipeline": "default"}},
+		{"sando_runs_finished_total", map[string]string{"pipeline": "default", "result": "passed"}},
+		{"sando_runs_finished_total", map[string]string{"pipeline": "default", "result": "failed"}},
 		{"sando_runs_building", nil},
-		{"sando_runs_superseded_total", nil},
-		{"sando_runs_canceled_total", nil},
+		{"sando_runs_superseded_total", map[string]string{"pipeline": "default"}},
+		{"sando_runs_canceled_total", map[string]string{"pipeline": "default"}},
 		{"sando_phase_duration_seconds", map[string]string{"phase": "compiling", "outcome": "ok"}},
 		{"sando_phase_duration_seconds", map[string]string{"phase": "gating", "outcome": "failed"}},
 		{"sando_gate_duration_seconds", map[string]string{"kind": "unit", "status": "passed"}},

@@ -71,8 +71,8 @@ func (l *Lifecycle) Start(ctx context.Context, req runstore.CreateRequest) (Star
 		}
 		return created, nil
 	}
-	l.Metrics.RunStarted()
-	l.Metrics.Superseded(len(created.Superseded))
+	l.Metrics.RunStarted(l.Pipeline.Name)
+	l.Metrics.Superseded(l.Pipeline.Name, len(created.Superseded))
 	for _, old := range created.Superseded {
 		l.followUp(ctx, old.ID, true, run.ResultAborted, old.TaskID)
 	}
@@ -99,7 +99,7 @@ func (l *Lifecycle) Cancel(ctx context.Context, id int64) (*run.Run, bool, error
 		return nil, won, err
 	}
 	if won {
-		l.Metrics.Canceled()
+		l.Metrics.Canceled(l.Pipeline.Name)
 	}
 	l.followUp(ctx, id, won, run.ResultAborted, r.TaskID)
 	return r, won, nil
@@ -141,7 +141,7 @@ func (l *Lifecycle) followUp(ctx context.Context, id int64, won bool, result run
 	if !won {
 		return
 	}
-	l.Metrics.RunFinished(string(result))
+	l.Metrics.RunFinished(l.Pipeline.Name, string(result))
 	if taskID != "" && l.Canceler != nil {
 		// Best effort: the phase also notices the settle on its own, and a
 		// redelivered phase of a finished run does nothing.

@@ -100,7 +100,7 @@ func TestStartSupersedes(t *testing.T) {
 	require.Equal(t, []string{"app:1:fetch"}, b.rec.canceled)
 	require.Equal(t, []string{"sando:fetch", "sando:fetch"}, b.rec.enqueued)
 	require.Equal(t, []int64{first.ID}, b.afterFor)
-	require.Equal(t, []string{`sando_runs_finished_total{result="aborted"} 1`}, b.finished(t))
+	require.Equal(t, []string{`sando_runs_finished_total{pipeline="app",result="aborted"} 1`}, b.finished(t))
 	r, err := b.store.Get(ctx, first.ID)
 	require.NoError(t, err)
 	require.Equal(t, run.SummarySuperseded, r.FailureSummary)
@@ -119,7 +119,7 @@ func TestStartFailsRunItCannotEnqueue(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, run.ResultFailed, r.Result)
 	require.Contains(t, r.FailureSummary, "could not enqueue the fetch")
-	require.Equal(t, []string{`sando_runs_finished_total{result="failed"} 1`}, b.finished(t))
+	require.Equal(t, []string{`sando_runs_finished_total{pipeline="app",result="failed"} 1`}, b.finished(t))
 }
 
 // Every terminal transition follows up once when it wins, and not at all
@@ -162,7 +162,7 @@ func TestSettleFollowsUpOnce(t *testing.T) {
 			r, err := b.store.Get(ctx, started.ID)
 			require.NoError(t, err)
 			require.Equal(t, tt.result, r.Result)
-			require.Equal(t, []string{`sando_runs_finished_total{result="` + string(tt.result) + `"} 1`}, b.finished(t))
+			require.Equal(t, []string{`sando_runs_finished_total{pipeline="app",result="` + string(tt.result) + `"} 1`}, b.finished(t))
 			require.Equal(t, []string{"sando:fetch", TypeWebhook}, b.rec.enqueued, "one webhook, for the write that won")
 			require.Equal(t, []int64{started.ID, started.ID}, b.afterFor, "clean-up follows every attempt")
 			left, err := b.store.Undelivered(ctx, r.FinishedAt.Add(1), 10)

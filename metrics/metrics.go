@@ -15,10 +15,10 @@ import (
 // Metrics holds one process's collectors in its own registry.
 type Metrics struct {
 	reg           *prometheus.Registry
-	runsStarted   prometheus.Counter
+	runsStarted   *prometheus.CounterVec
 	runsFinished  *prometheus.CounterVec
-	superseded    prometheus.Counter
-	canceled      prometheus.Counter
+	superseded    *prometheus.CounterVec
+	canceled      *prometheus.CounterVec
 	phaseDuration *prometheus.HistogramVec
 	gateDuration  *prometheus.HistogramVec
 	httpDuration  *prometheus.HistogramVec
@@ -31,18 +31,18 @@ var durationBuckets = prometheus.ExponentialBucketsRange(0.05, 3600, 16)
 func New() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
-		runsStarted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sando_runs_started_total", Help: "Runs created by POST /rebuild.",
-		}),
+		runsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sando_runs_started_total", Help: "Runs created by POST /rebuild, by pipeline.",
+		}, []string{"pipeline"}),
 		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sando_runs_finished_total", Help: "Runs that reached a terminal result, by result.",
-		}, []string{"result"}),
-		superseded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sando_runs_superseded_total", Help: "Building runs aborted by a newer /rebuild.",
-		}),
-		canceled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sando_runs_canceled_total", Help: "Building runs aborted by POST /runs/{id}/cancel.",
-		}),
+			Name: "sando_runs_finished_total", Help: "Runs that reached a terminal result, by pipeline and result.",
+		}, []string{"pipeline", "result"}),
+		superseded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sando_runs_superseded_total", Help: "Building runs aborted by a newer /rebuild, by pipeline.",
+		}, []string{"pipeline"}),
+		canceled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sando_runs_canceled_total", Help: "Building runs aborted by POST /runs/{id}/cancel, by pipeline.",
+		}, []string{"pipeline"}),
 		phaseDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sando_phase_duration_seconds", Help: "Time a phase task ran, by phase and outcome.",
 			Buckets: durationBuckets,
@@ -83,32 +83,46 @@ func (m *Metrics) GaugeFunc(name, help string, fn func() float64) {
 }
 
 // RunStarted counts a new run.
-func (m *Metrics) RunStarted() {
+func (m *Metrics) RunStarted(pipeline string) {
 	if m != nil {
-		m.runsStarted.Inc()
+		m.runsStarted.WithLabelValues(pipeline).Inc()
 	}
 }
 
 // RunFinished counts a terminal write that won.
-func (m *Metrics) RunFinished(result string) {
+func (m *Metrics) RunFinished(pipeline, result string) {
 	if m != nil {
-		m.runsFinished.WithLabelValues(result).Inc()
+		m.runsFinished.WithLabelValues(pipeline, result).Inc()
+	}
+}
+
+// Pipelines makes the per-pipeline run counters of these pipelines exist
+// at zero, so a dashboard sees every pipeline (and a rate over it) before
+// its first run.
+func (m *Metrics) Pipelines(names []string) {
+	if m == nil {
+		return
+	}
+	for _, n := range names {
+		m.runsStarted.WithLabelValues(n)
+		m.superseded.WithLabelValues(n)
+		m.canceled.WithLabelValues(n)
 	}
 }
 
 // Superseded counts runs aborted by a newer rebuild. Their finish is
 // counted by RunFinished, like every other terminal write.
-func (m *Metrics) Superseded(n int) {
+func (m *Metrics) Superseded(pipeline string, n int) {
 	if m != nil && n > 0 {
-		m.superseded.Add(float64(n))
+		m.superseded.WithLabelValues(pipeline).Add(float64(n))
 	}
 }
 
 // Canceled counts a canceled run. Its finish is counted by RunFinished,
 // like every other terminal write.
-func (m *Metrics) Canceled() {
+func (m *Metrics) Canceled(pipeline string) {
 	if m != nil {
-		m.canceled.Inc()
+		m.canceled.WithLabelValues(pipeline).Inc()
 	}
 }
 

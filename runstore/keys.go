@@ -56,8 +56,12 @@ func (k Keys) Idempotency(key string) string { return k.prefix + "idem:" + key }
 // leaves it for the janitor instead of losing the delivery.
 func (k Keys) Outbox() string { return k.prefix + "outbox" }
 
-// Events is the pub/sub channel on which every run write announces the id.
-func (k Keys) Events() string { return k.prefix + "events" }
+// Events is the pub/sub channel on which every run write announces the
+// id. It is the fleet's (FleetKeys.Events), not the pipeline's: run ids
+// are unique across pipelines, and one subscription per API process then
+// serves every pipeline's waiters. A channel is not a key: it needs no
+// hash tag, and on Redis Cluster a PUBLISH reaches every node.
+func (k Keys) Events() string { return FleetKeys{}.Events() }
 
 // fleetPrefix names the keys shared by every pipeline of a deployment. Its
 // hash tag, "_fleet", can never be a pipeline's: names start with a letter
@@ -77,3 +81,6 @@ func (FleetKeys) RunPipeline() string { return fleetPrefix + "run_pipeline" }
 // Pipelines is the set of every pipeline that has had a run, so workers,
 // which read no pipeline file, know whose runs to sweep.
 func (FleetKeys) Pipelines() string { return fleetPrefix + "pipelines" }
+
+// Events is the pub/sub channel every run write publishes the run id on.
+func (FleetKeys) Events() string { return fleetPrefix + "events" }

@@ -20,7 +20,7 @@ func TestKeys(t *testing.T) {
 		{k.LastPassed(), "sando:{app}:last_passed"},
 		{k.TierGates("host", "0.10.2"), "sando:{app}:gates:host:0.10.2"},
 		{k.Idempotency("abc"), "sando:{app}:idem:abc"},
-		{k.Events(), "sando:{app}:events"},
+		{k.Events(), "sando:{_fleet}:events"},
 		{k.Outbox(), "sando:{app}:outbox"},
 	}
 	for _, tt := range tests {
@@ -40,7 +40,7 @@ func TestKeysShareSlot(t *testing.T) {
 	t.Parallel()
 	k := NewKeys("app")
 	all := []string{k.Seq(), k.Runs(), k.Building(), k.Run(1), k.Run(99999), k.LastPassed(),
-		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Events(), k.Outbox()}
+		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Outbox()} // Events is a channel, not a key
 	slot := redisSlot(all[0])
 	for _, key := range all[1:] {
 		require.Equal(t, slot, redisSlot(key), key)

@@ -170,8 +170,11 @@ func Longest(p *pipeline.Pipeline, phase run.Phase) (time.Duration, bool) {
 
 // Payload is the body of every step's task.
 type Payload struct {
-	RunID int64  `json:"run_id"`
-	Gate  string `json:"gate_kind,omitempty"`
+	RunID int64 `json:"run_id"`
+	// Pipeline names the run's pipeline; tasks of older versions have
+	// none, and the fleet's index of run ids finds it.
+	Pipeline string `json:"pipeline,omitempty"`
+	Gate     string `json:"gate_kind,omitempty"`
 	// LegacyGate is the gate's index, as tasks enqueued before gates were
 	// named by kind carry it.
 	LegacyGate int `json:"gate,omitempty"`
@@ -227,7 +230,7 @@ type Enqueuer interface {
 // done (its task id taken) counts as enqueued: a redelivered predecessor
 // enqueues again, harmlessly.
 func Enqueue(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64, s Step) error {
-	body, err := json.Marshal(Payload{RunID: runID, Gate: s.Gate})
+	body, err := json.Marshal(Payload{RunID: runID, Pipeline: p.Name, Gate: s.Gate})
 	if err != nil {
 		return err
 	}
