@@ -41,14 +41,14 @@ import (
 const EmbeddedNotice = "REDIS_URL is not set: running on an embedded in-memory Redis (miniredis) with an in-process worker; " +
 	"nothing persists across restarts. Set REDIS_URL for production."
 
-// parts is what both processes share.
+// parts is what both processes share. Neither holds a pipeline: the API
+// reads its pipeline files itself, and a worker builds whatever pipeline a
+// run names, from the definition the run carries.
 type parts struct {
-	pipeline *pipeline.Pipeline
-	conn     redisconn.Conn
-	store    *runstore.Store
-	layout   datadir.Layout
-	queue    *asynq.Client
-	metrics  *metrics.Metrics
+	conn    redisconn.Conn
+	layout  datadir.Layout
+	queue   *asynq.Client
+	metrics *metrics.Metrics
 }
 
 func (p *parts) close() {
@@ -68,10 +68,6 @@ func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 func assemble(cfg config.Config, redisURL string) (*parts, error) {
-	pl, err := pipeline.Load(cfg.PipelinePath)
-	if err != nil {
-		return nil, &ConfigError{err}
-	}
 	conn, err := redisconn.Parse(redisURL)
 	if err != nil {
 		return nil, &ConfigError{err}
@@ -81,32 +77,20 @@ func assemble(cfg config.Config, redisURL string) (*parts, error) {
 		return nil, &ConfigError{fmt.Errorf("SANDO_DATA_DIR=%q: %w", cfg.DataDir, err)}
 	}
 	return &parts{
-		pipeline: pl,
-		conn:     conn,
-		store:    runstore.New(conn.Client, pl.Name, runstore.WithWebhooks(len(pl.Webhooks) > 0)),
-		layout:   datadir.Layout{Root: dataDir},
-		queue:    asynq.NewClient(conn.Asynq),
-		metrics:  metrics.New(),
+		conn:    conn,
+		layout:  datadir.Layout{Root: dataDir},
+		queue:   asynq.NewClient(conn.Asynq),
+		metrics: metrics.New(),
 	}, nil
 }
 
-// life is the lifecycle of the pipeline's runs in this process; canceler
-// reaches running tasks (the API's Inspector), nil in a worker.
-func (p *parts) life(canceler lifecycle.Canceler, log *slog.Logger) *lifecycle.Lifecycle {
-	return &lifecycle.Lifecycle{
-		Store: p.store, Pipeline: p.pipeline, Queue: p.queue, Canceler: canceler, Metrics: p.metrics, Logger: log,
-	}
-}
-
 func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker, error) {
-	life := p.life(nil, log)
 	runner := &tasks.Runner{
-		Store: p.store, Pipeline: p.pipeline, Layout: p.layout, Queue: p.queue, Life: life,
+		Redis: p.conn.Client, Fleet: runstore.NewFleet(p.conn.Client), Layout: p.layout, Queue: p.queue,
 		Logger: log, BaseEnv: tasks.BaseEnv(nil), WebhookSecret: cfg.WebhookSecret,
 		Metrics:   p.metrics,
 		Retention: tasks.Retention{Age: cfg.Retention, Runs: cfg.RetentionRuns},
 	}
-	life.AfterSettle = runner.Cleanup // the worktree goes with the run
 	return worker.Start(worker.Config{
 		Redis: p.conn.Asynq, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
@@ -127,6 +111,10 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		defer m.Close()
 		redisURL = "redis://" + m.Addr()
 	}
+	pl, err := pipeline.Load(cfg.PipelinePath)
+	if err != nil {
+		return &ConfigError{err}
+	}
 	p, err := assemble(cfg, redisURL)
 	if err != nil {
 		return err
@@ -134,6 +122,10 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	defer p.close()
 	inspector := asynq.NewInspector(p.conn.Asynq)
 	defer inspector.Close()
+	store := runstore.New(p.conn.Client, pl.Name, runstore.WithWebhooks(len(pl.Webhooks) > 0))
+	if err := runstore.NewFleet(p.conn.Client).Adopt(context.Background(), []string{pl.Name}); err != nil {
+		log.Warn("pipelines not adopted; retried at the next start", "err", err)
+	}
 
 	if cfg.Embedded() {
 		w, err := p.startWorker(cfg, log.With("component", "worker"))
@@ -148,9 +140,11 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	defer stopHub()
 	drainCtx, drain := context.WithCancel(context.Background())
 	defer drain()
-	hub := runwatch.Start(hubCtx, p.conn.Client, p.store.Keys().Events(), log)
+	hub := runwatch.Start(hubCtx, p.conn.Client, runstore.FleetKeys{}.Events(), log)
 	api := &httpapi.Server{
-		Store: p.store, Pipeline: p.pipeline, Life: p.life(inspector, log),
+		Store: store, Pipeline: pl, Life: &lifecycle.Lifecycle{
+			Store: store, Pipeline: pl, Queue: p.queue, Canceler: inspector, Metrics: p.metrics, Logger: log,
+		},
 		Layout: p.layout, Logger: log, Token: cfg.Token, ReadToken: cfg.ReadToken,
 		Ping:     func(ctx context.Context) error { return p.conn.Client.Ping(ctx).Err() },
 		Watch:    hub,
@@ -159,14 +153,14 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 
 		NoSupersede: cfg.NoSupersede,
 	}
-	p.metrics.Pipelines([]string{p.pipeline.Name})
+	p.metrics.Pipelines([]string{pl.Name})
 	p.metrics.Register(metrics.NewQueueCollector(inspector, log))
 	p.metrics.GaugeFunc("sando_longpoll_waiters", "Requests held in a long-poll on this API process.",
 		func() float64 { return float64(hub.Waiting()) })
 	p.metrics.GaugeFunc("sando_runs_building", "Runs of the pipeline still building.", func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		n, err := p.store.CountBuilding(ctx)
+		n, err := store.CountBuilding(ctx)
 		if err != nil {
 			return -1 // Redis away: say so rather than a plausible zero
 		}
@@ -189,7 +183,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return &ConfigError{fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)}
 	}
 	srv := httpapi.NewHTTPServer(handler)
-	log.Info("api listening", "addr", ln.Addr().String(), "pipeline", p.pipeline.Name, "data_dir", p.layout.Root)
+	log.Info("api listening", "addr", ln.Addr().String(), "pipeline", pl.Name, "data_dir", p.layout.Root)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

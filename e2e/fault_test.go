@@ -371,7 +371,7 @@ gates:
 
 	f.startWorker("worker-b")
 	client, insp := asynqOf(t, asynq.RedisClientOpt{Addr: rs.Addr})
-	require.NoError(t, tasks.EnqueueJanitor(ctx, client, f.pl, time.Now().Add(time.Hour)))
+	require.NoError(t, tasks.EnqueueJanitor(ctx, client, time.Now().Add(time.Hour)))
 	m := f.waitRun(id, 20*time.Second, "terminal", func(m map[string]any) bool { return m["result"] != "building" })
 	require.Equal(t, "failed", m["result"], "view: %v", m)
 	require.Regexp(t, regexp.MustCompile(`^compiling: no progress for 1h0m\d+s \(worker lost\?\)$`), m["failure_summary"])

@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"sando/pipeline"
 	"sando/run"
 	"sando/runstore"
 	"sando/tasks"
@@ -132,7 +131,7 @@ webhooks:
 	require.Zero(t, attempts, "nobody announced the run")
 
 	q, _ := asynqOf(t, asynq.RedisClientOpt{Addr: s.redis.Addr})
-	require.NoError(t, tasks.EnqueueJanitor(ctx, q, &pipeline.Pipeline{Name: "default"}, time.Now().Add(time.Hour)))
+	require.NoError(t, tasks.EnqueueJanitor(ctx, q, time.Now().Add(time.Hour)))
 	require.Eventually(t, func() bool {
 		_, d := rc.snapshot()
 		return len(d) == 1

@@ -34,8 +34,8 @@ func (s *Store) Heartbeat(ctx context.Context, id int64) (Outcome, error) {
 	return guardedCode("heartbeat of", id, code, err)
 }
 
-// Building lists the runs still building with their phase and last sign
-// of life: one SMEMBERS and one pipelined HMGET per run.
+// Building lists the runs still building with their phase, last sign of
+// life and definition: one SMEMBERS and one pipelined HMGET per run.
 func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
 	ids, err := s.rdb.SMembers(ctx, s.keys.Building()).Result()
 	if err != nil {
@@ -46,7 +46,7 @@ func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, raw := range ids {
 			nums[i], _ = strconv.ParseInt(raw, 10, 64)
-			cmds[i] = p.HMGet(ctx, s.keys.Run(nums[i]), fResult, fPhase, fProgress, fStarted)
+			cmds[i] = p.HMGet(ctx, s.keys.Run(nums[i]), fResult, fPhase, fProgress, fStarted, fDef)
 		}
 		return nil
 	})
@@ -56,11 +56,11 @@ func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
 	out := make([]*run.Run, 0, len(ids))
 	for i, c := range cmds {
 		v := c.Val()
-		if len(v) < 4 || v[0] == nil {
+		if len(v) < 5 || v[0] == nil {
 			continue
 		}
 		str := func(x any) string { s, _ := x.(string); return s }
-		r := &run.Run{ID: nums[i], Result: run.Result(str(v[0])), Phase: run.Phase(str(v[1]))}
+		r := &run.Run{ID: nums[i], Pipeline: s.pipeline, Result: run.Result(str(v[0])), Phase: run.Phase(str(v[1])), Definition: str(v[4])}
 		r.ProgressAt, _ = time.Parse(time.RFC3339Nano, str(v[2]))
 		r.StartedAt, _ = time.Parse(time.RFC3339Nano, str(v[3]))
 		if r.Result == run.ResultBuilding {

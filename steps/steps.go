@@ -120,32 +120,36 @@ func Parse(name string) (Step, bool) {
 // First is the step every run starts with.
 func First() Step { return Step{Kind: Fetch} }
 
-// Next is the step after s in p's chain, or false when s was the last.
-func Next(p *pipeline.Pipeline, s Step) (Step, bool) {
+// After lists the steps that follow s in p's chain once s succeeded: none
+// after the last. A gate's successors depend on which other gates have
+// passed: see GatesAfter.
+func After(p *pipeline.Pipeline, s Step) []Step {
 	switch s.Kind {
 	case Fetch:
-		return Step{Kind: Compile}, true
+		return []Step{{Kind: Compile}}
 	case Compile:
 		if p.Stage != "" {
-			return Step{Kind: Stage}, true
+			return []Step{{Kind: Stage}}
 		}
-		return gateAt(p, 0)
+		return gates(p.Roots())
 	case Stage:
-		return gateAt(p, 0)
+		return gates(p.Roots())
 	}
-	for i, g := range p.Gates {
-		if g.Kind == s.Gate {
-			return gateAt(p, i+1)
-		}
-	}
-	return Step{}, false
+	return nil
 }
 
-func gateAt(p *pipeline.Pipeline, i int) (Step, bool) {
-	if i < len(p.Gates) {
-		return Step{Kind: Gate, Gate: p.Gates[i].Kind}, true
+// GatesAfter lists the gates that gate kind's pass makes ready, given
+// every gate that has passed: the join of the gates' needs.
+func GatesAfter(p *pipeline.Pipeline, kind string, passed map[string]bool) []Step {
+	return gates(p.Unblocked(kind, passed))
+}
+
+func gates(gs []pipeline.Gate) []Step {
+	out := make([]Step, len(gs))
+	for i, g := range gs {
+		out[i] = Step{Kind: Gate, Gate: g.Kind}
 	}
-	return Step{}, false
+	return out
 }
 
 // Longest is the longest timeout a step in phase may have under p: what
@@ -180,24 +184,31 @@ type Payload struct {
 	LegacyGate int `json:"gate,omitempty"`
 }
 
-// Decode reads a step task: its kind from the type, its gate from the
-// payload. A task that can never be run (unknown type, undecodable body,
-// unknown gate) is an error wrapping asynq.SkipRetry: retrying cannot help.
-func Decode(p *pipeline.Pipeline, t *asynq.Task) (Payload, Step, error) {
+// DecodePayload reads a step task's kind and payload. A task that can
+// never be run (unknown type, undecodable body, no run id) is an error
+// wrapping asynq.SkipRetry: retrying cannot help.
+func DecodePayload(t *asynq.Task) (Payload, *Kind, error) {
 	var pl Payload
 	k, ok := ByType(t.Type())
 	if !ok {
-		return pl, Step{}, fmt.Errorf("unknown task type %q: %w", t.Type(), asynq.SkipRetry)
+		return pl, nil, fmt.Errorf("unknown task type %q: %w", t.Type(), asynq.SkipRetry)
 	}
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
-		return pl, Step{}, fmt.Errorf("undecodable payload: %v: %w", err, asynq.SkipRetry)
+		return pl, nil, fmt.Errorf("undecodable payload: %v: %w", err, asynq.SkipRetry)
 	}
 	if pl.RunID <= 0 {
-		return pl, Step{}, fmt.Errorf("payload without run_id: %w", asynq.SkipRetry)
+		return pl, nil, fmt.Errorf("payload without run_id: %w", asynq.SkipRetry)
 	}
+	return pl, k, nil
+}
+
+// Resolve is the step of kind k that payload pl names in pipeline p: for
+// a gate, the gate by kind, or by index for a task of an older version.
+// A gate p does not have is an error wrapping asynq.SkipRetry.
+func Resolve(p *pipeline.Pipeline, k *Kind, pl Payload) (Step, error) {
 	s := Step{Kind: k}
 	if k != Gate {
-		return pl, s, nil
+		return s, nil
 	}
 	switch {
 	case pl.Gate != "":
@@ -205,10 +216,20 @@ func Decode(p *pipeline.Pipeline, t *asynq.Task) (Payload, Step, error) {
 	case pl.LegacyGate >= 0 && pl.LegacyGate < len(p.Gates):
 		s.Gate = p.Gates[pl.LegacyGate].Kind
 	}
-	if s.Timeout(p) == 0 {
-		return pl, Step{}, fmt.Errorf("gate %q (index %d) not in the pipeline: %w", pl.Gate, pl.LegacyGate, asynq.SkipRetry)
+	if _, ok := p.GateByKind(s.Gate); !ok {
+		return Step{}, fmt.Errorf("gate %q (index %d) not in the pipeline: %w", pl.Gate, pl.LegacyGate, asynq.SkipRetry)
 	}
-	return pl, s, nil
+	return s, nil
+}
+
+// Decode is DecodePayload then Resolve.
+func Decode(p *pipeline.Pipeline, t *asynq.Task) (Payload, Step, error) {
+	pl, k, err := DecodePayload(t)
+	if err != nil {
+		return pl, Step{}, err
+	}
+	s, err := Resolve(p, k, pl)
+	return pl, s, err
 }
 
 // taskRetention keeps a finished task's id taken for this long, so a

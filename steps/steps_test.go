@@ -17,7 +17,7 @@ func testPipeline(stage string) *pipeline.Pipeline {
 		Name: "app", Build: "make", Stage: stage,
 		Gates: []pipeline.Gate{
 			{Kind: "unit", Run: "true", Timeout: 3 * time.Minute},
-			{Kind: "smoke", Run: "true", Timeout: 7 * time.Minute},
+			{Kind: "smoke", Run: "true", Timeout: 7 * time.Minute, Needs: []string{"unit"}},
 		},
 		Timeouts: pipeline.Timeouts{Fetch: time.Minute, Compile: 30 * time.Minute, Stage: 5 * time.Minute},
 	}
@@ -66,20 +66,35 @@ func TestTable(t *testing.T) {
 	require.Len(t, PhaseQueues, len(Kinds))
 }
 
-func TestNext(t *testing.T) {
+func TestAfter(t *testing.T) {
 	t.Parallel()
-	chain := func(p *pipeline.Pipeline) []string {
-		var names []string
-		for s, ok := First(), true; ok; s, ok = Next(p, s) {
-			names = append(names, s.Name())
+	names := func(ss []Step) []string {
+		out := []string{}
+		for _, s := range ss {
+			out = append(out, s.Name())
 		}
-		return names
+		return out
 	}
-	require.Equal(t, []string{"fetch", "compile", "stage", "gate-unit", "gate-smoke"}, chain(testPipeline("cp x y")))
-	require.Equal(t, []string{"fetch", "compile", "gate-unit", "gate-smoke"}, chain(testPipeline("")), "no stage command: no stage step")
+	staged, unstaged := testPipeline("cp x y"), testPipeline("")
+	require.Equal(t, []string{"compile"}, names(After(staged, First())))
+	require.Equal(t, []string{"stage"}, names(After(staged, Step{Kind: Compile})))
+	require.Equal(t, []string{"gate-unit"}, names(After(staged, Step{Kind: Stage})), "without needs, the first gate alone")
+	require.Equal(t, []string{"gate-unit"}, names(After(unstaged, Step{Kind: Compile})), "no stage command: no stage step")
+	require.Equal(t, []string{"gate-smoke"}, names(GatesAfter(unstaged, "unit", map[string]bool{"unit": true})))
+	require.Empty(t, names(GatesAfter(unstaged, "smoke", map[string]bool{"unit": true, "smoke": true})))
 	noGates := testPipeline("")
 	noGates.Gates = nil
-	require.Equal(t, []string{"fetch", "compile"}, chain(noGates))
+	require.Empty(t, After(noGates, Step{Kind: Compile}), "no gates: compile is the last step")
+
+	fan := testPipeline("")
+	fan.Gates = []pipeline.Gate{
+		{Kind: "lint", Timeout: time.Minute},
+		{Kind: "unit", Timeout: time.Minute},
+		{Kind: "e2e", Timeout: time.Minute, Needs: []string{"lint", "unit"}},
+	}
+	require.Equal(t, []string{"gate-lint", "gate-unit"}, names(After(fan, Step{Kind: Compile})), "needs: [] gates start together")
+	require.Empty(t, GatesAfter(fan, "lint", map[string]bool{"lint": true}), "e2e waits for unit too")
+	require.Equal(t, []string{"gate-e2e"}, names(GatesAfter(fan, "unit", map[string]bool{"lint": true, "unit": true})))
 }
 
 func TestLongest(t *testing.T) {

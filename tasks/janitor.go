@@ -12,6 +12,7 @@ import (
 
 	"sando/pipeline"
 	"sando/run"
+	"sando/runstore"
 	"sando/steps"
 )
 
@@ -41,22 +42,22 @@ func Deadline(p *pipeline.Pipeline, phase run.Phase) time.Duration {
 	return queuedDeadline
 }
 
-// EnqueueJanitor queues this window's sweep. Every worker calls it every
-// interval; the task id names the window, so the fleet sweeps once per
-// interval however many workers there are.
-func EnqueueJanitor(ctx context.Context, q steps.Enqueuer, p *pipeline.Pipeline, now time.Time) error {
-	return enqueuePeriodic(ctx, q, p, TypeJanitor, "janitor", JanitorInterval, now)
+// EnqueueJanitor queues this window's sweep of every pipeline's runs.
+// Every worker calls it every interval; the task id names the window, so
+// the fleet sweeps once per interval however many workers there are.
+func EnqueueJanitor(ctx context.Context, q steps.Enqueuer, now time.Time) error {
+	return enqueuePeriodic(ctx, q, TypeJanitor, "janitor", JanitorInterval, now)
 }
 
 // enqueuePeriodic queues a fleet-wide maintenance task once per window of
 // interval: the window is in the task id, and the id stays taken (as
 // pending, active or retained) for the rest of the window.
-func enqueuePeriodic(ctx context.Context, q steps.Enqueuer, p *pipeline.Pipeline, typ, name string, interval time.Duration, now time.Time) error {
+func enqueuePeriodic(ctx context.Context, q steps.Enqueuer, typ, name string, interval time.Duration, now time.Time) error {
 	window := now.Unix() / int64(interval/time.Second)
 	body, _ := json.Marshal(struct{}{})
 	_, err := q.EnqueueContext(ctx, asynq.NewTask(typ, body),
 		asynq.Queue(steps.SystemQueue),
-		asynq.TaskID(p.Name+":"+name+":"+strconv.FormatInt(window, 10)),
+		asynq.TaskID("fleet:"+name+":"+strconv.FormatInt(window, 10)),
 		asynq.MaxRetry(0), // the next window runs it again
 		asynq.Timeout(interval),
 		asynq.Retention(2*interval),
@@ -77,37 +78,63 @@ const outboxGrace = 30 * time.Second
 const outboxBatch = 100
 
 // sweep fails stalled runs and enqueues the webhooks of runs whose settler
-// did not live to do it.
+// did not live to do it, for every pipeline that has runs.
 func (r *Runner) sweep(ctx context.Context, _ *asynq.Task) error {
-	return errors.Join(r.expireStalled(ctx), r.drainOutbox(ctx))
+	names, err := r.Fleet.Pipelines(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range names {
+		store := runstore.New(r.Redis, name)
+		errs = append(errs, r.expireStalled(ctx, name, store), r.drainOutbox(ctx, name, store))
+	}
+	return errors.Join(errs...)
 }
 
 // drainOutbox announces runs that settled more than outboxGrace ago and
 // are still in the outbox: the process that won their terminal write died
 // (or lost Redis) before enqueueing their webhooks.
-func (r *Runner) drainOutbox(ctx context.Context) error {
-	ids, err := r.Life.RecoverOutbox(ctx, time.Now().Add(-outboxGrace), outboxBatch)
-	for _, id := range ids {
-		r.Logger.Warn("webhooks recovered from the outbox", "run_id", id)
-	}
-	return err
-}
-
-// expireStalled fails every building run whose last progress is older
-// than its phase's deadline, with a summary naming the phase that hung.
-func (r *Runner) expireStalled(ctx context.Context) error {
-	runs, err := r.Store.Building(ctx)
+func (r *Runner) drainOutbox(ctx context.Context, name string, store *runstore.Store) error {
+	ids, err := store.Undelivered(ctx, r.now().Add(-outboxGrace), outboxBatch)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	var errs []error
+	for _, id := range ids {
+		j, _, err := r.openID(ctx, steps.Payload{RunID: id, Pipeline: name})
+		if err == nil {
+			err = j.life.Announce(ctx, id)
+		}
+		if err != nil {
+			errs = append(errs, err) // still in the outbox: the next sweep tries again
+			continue
+		}
+		r.Logger.Warn("webhooks recovered from the outbox", "run_id", id, "pipeline", name)
+	}
+	return errors.Join(errs...)
+}
+
+// expireStalled fails every building run whose last progress is older
+// than its phase's deadline under its own definition, with a summary
+// naming the phase that hung.
+func (r *Runner) expireStalled(ctx context.Context, name string, store *runstore.Store) error {
+	runs, err := store.Building(ctx)
+	if err != nil {
+		return err
+	}
+	now := r.now()
 	for _, cur := range runs {
 		since := cur.ProgressAt
 		if since.IsZero() {
 			since = cur.StartedAt
 		}
+		deadline := queuedDeadline // a run with no definition no worker can build: see Runner.open
+		if p, err := r.definition(cur.Definition); err == nil {
+			deadline = Deadline(p, cur.Phase)
+		}
 		idle := now.Sub(since)
-		if since.IsZero() || idle <= Deadline(r.Pipeline, cur.Phase) {
+		if since.IsZero() || idle <= deadline {
 			continue
 		}
 		why := "worker lost?"
@@ -115,12 +142,16 @@ func (r *Runner) expireStalled(ctx context.Context) error {
 			why = "no worker took it?"
 		}
 		summary := fmt.Sprintf("%s: no progress for %s (%s)", cur.Phase, idle.Round(time.Second), why)
-		won, err := r.Life.Expire(ctx, cur.ID, cur.ProgressAt, summary)
+		j, _, err := r.openID(ctx, steps.Payload{RunID: cur.ID, Pipeline: name})
+		if err != nil {
+			continue // open failed the run itself, or Redis is away: the next sweep looks again
+		}
+		won, err := j.life.Expire(ctx, cur.ID, cur.ProgressAt, summary)
 		if err != nil {
 			return err
 		}
 		if won {
-			r.Logger.Warn("janitor failed a stalled run", "run_id", cur.ID, "phase", cur.Phase, "summary", summary)
+			r.Logger.Warn("janitor failed a stalled run", "run_id", cur.ID, "pipeline", name, "phase", cur.Phase, "summary", summary)
 		}
 	}
 	return nil

@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"sando/datadir"
 	"sando/gitfetch"
 	"sando/headline"
 	"sando/lifecycle"
 	"sando/metrics"
-	"sando/pipeline"
 	"sando/proc"
 	"sando/run"
 	"sando/runstore"
@@ -28,15 +28,13 @@ import (
 	"sando/version"
 )
 
-// Runner does the work of every phase for one pipeline.
+// Runner does the work of every step of every pipeline's runs. It reads
+// no pipeline file: each run carries its pipeline's definition.
 type Runner struct {
-	Store    *runstore.Store
-	Pipeline *pipeline.Pipeline
-	Layout   datadir.Layout
-	Queue    steps.Enqueuer
-	// Life settles runs; its AfterSettle should be Cleanup, so a settled
-	// run's worktree goes.
-	Life   *lifecycle.Lifecycle
+	Redis  redis.UniversalClient
+	Fleet  *runstore.Fleet
+	Layout datadir.Layout
+	Queue  steps.Enqueuer
 	Logger *slog.Logger
 	// BaseEnv is what phase commands get from the worker (see BaseEnv).
 	BaseEnv []string
@@ -50,7 +48,18 @@ type Runner struct {
 	// Retention says which finished runs the prune task deletes.
 	Retention Retention
 
+	// Now is the clock of the janitor and the prune (time.Now when nil).
+	Now func() time.Time
+
 	inflight sync.WaitGroup // phase handlers running, for Drain
+	defs     definitions
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
 }
 
 // Drain waits up to d for running phase handlers to return. asynq's
@@ -88,56 +97,76 @@ type verdict struct {
 	failure string
 	// err is an infrastructure failure: the task is retried with backoff.
 	err error
+	// passed, for a gate that passed, is every gate of the run that has.
+	passed map[string]bool
 }
 
-// handle runs one phase task: check the run is still building, move it to
-// the phase, do the work, then enqueue the next phase or settle the run.
+// handle runs one step's task: check the run is still building, move it
+// to the step's phase, do the work, then enqueue what comes next or settle
+// the run.
 func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	r.inflight.Add(1)
 	defer r.inflight.Done()
-	p, s, err := steps.Decode(r.Pipeline, t)
+	pl, k, err := steps.DecodePayload(t)
 	if err != nil {
 		r.Logger.Error("poison task", "type", t.Type(), "err", err)
 		return err
 	}
-	log := r.Logger.With("run_id", p.RunID, "phase", s.Phase)
-	if s.Gate != "" {
-		log = log.With("gate", s.Gate)
+	log := r.logFor(pl, k)
+	name, err := r.pipelineOf(ctx, pl)
+	if errors.Is(err, runstore.ErrNotFound) {
+		log.Warn("task for unknown run dropped")
+		return fmt.Errorf("run %d: %w", pl.RunID, asynq.SkipRetry)
+	} else if err != nil {
+		return err
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
-	o, cur, err := r.Store.SetPhase(ctx, p.RunID, s.Phase, taskID)
+	o, cur, err := runstore.New(r.Redis, name).SetPhase(ctx, pl.RunID, k.Phase, taskID)
 	switch {
 	case errors.Is(err, runstore.ErrNotFound):
 		log.Warn("task for unknown run dropped")
-		return fmt.Errorf("run %d: %w", p.RunID, asynq.SkipRetry)
+		return fmt.Errorf("run %d: %w", pl.RunID, asynq.SkipRetry)
 	case err != nil:
 		return err
 	case o == runstore.Finished:
 		log.Debug("run already finished; nothing to do", "result", cur.Result)
-		r.Cleanup(p.RunID)
+		r.Cleanup(pl.RunID)
 		return nil
 	case o == runstore.Stale:
 		log.Info("run already past this phase; redelivery ignored", "run_phase", cur.Phase)
 		return nil
 	}
+	j, err := r.open(ctx, name, cur)
+	if err != nil {
+		log.Error("run cannot be built", "err", err)
+		return err
+	}
+	s, err := steps.Resolve(j.p, k, pl)
+	if err != nil {
+		log.Error("poison task", "err", err)
+		if _, ferr := j.life.Fail(ctx, pl.RunID, fmt.Sprintf("%s: %v", k.Phase, err)); ferr != nil {
+			return ferr
+		}
+		return err
+	}
 	log = log.With("sha", cur.SHA)
 	log.Info("phase started")
 
 	began := time.Now()
-	workCtx, stop := r.watch(ctx, p.RunID)
+	workCtx, stop := r.watch(ctx, j, pl.RunID)
 	defer stop()
 	var v verdict
 	switch s.Kind {
 	case steps.Fetch:
-		v = r.fetch(workCtx, cur, s)
+		v = r.fetch(workCtx, j, cur, s)
 	case steps.Compile:
-		v = r.command(workCtx, cur, s, r.Pipeline.Build, compileSummary)
+		v = r.command(workCtx, j, cur, s, j.p.Build, compileSummary)
 	case steps.Stage:
-		v = r.stage(workCtx, cur, s)
+		v = r.stage(workCtx, j, cur, s)
 	case steps.Gate:
-		v = r.gate(workCtx, cur, s)
+		v = r.gate(workCtx, j, cur, s)
 	}
-	err = r.conclude(ctx, workCtx, log, p.RunID, s, v)
+	err = r.conclude(ctx, workCtx, log, j, pl.RunID, s, v)
 	r.Metrics.Phase(string(s.Phase), outcomeOf(err, v, workCtx), time.Since(began))
 	return err
 }
@@ -155,16 +184,18 @@ func outcomeOf(err error, v verdict, workCtx context.Context) string {
 	return "ok"
 }
 
-// conclude turns a phase's verdict into the next step of the chain.
-func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int64, s steps.Step, v verdict) error {
+// conclude turns a step's verdict into what comes next: the steps it made
+// ready, the run's pass once its last gate passed, or its failure.
+func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, j *job, id int64, s steps.Step, v verdict) error {
 	// Settling writes must land even when the task's context is ending.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	switch {
 	case workCtx.Err() != nil || errors.Is(v.err, errSettled):
-		// Canceled (supersede, cancel) or shutting down. A finished run has
-		// nothing left to do; otherwise hand the task back to asynq.
-		if res, err := r.Store.Result(wctx, id); err == nil && res.Terminal() {
+		// Canceled (supersede, cancel, a sibling gate's failure) or shutting
+		// down. A finished run has nothing left to do; otherwise hand the
+		// task back to asynq.
+		if res, err := j.store.Result(wctx, id); err == nil && res.Terminal() {
 			log.Info("phase stopped: run settled elsewhere", "result", res)
 			r.Cleanup(id)
 			if ctx.Err() == nil {
@@ -176,17 +207,27 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int
 		log.Warn("phase failed; will retry", "err", v.err)
 		return v.err
 	case v.failure != "":
-		won, err := r.Life.Fail(wctx, id, v.failure)
+		won, err := j.life.Fail(wctx, id, v.failure)
 		if err != nil {
 			return err // retried: the next attempt fails the run again
 		}
 		log.Info("run failed", "summary", v.failure, "won", won)
 		return fmt.Errorf("%s: %w", v.failure, asynq.SkipRetry)
 	}
-	if nxt, ok := steps.Next(r.Pipeline, s); ok {
-		return steps.Enqueue(wctx, r.Queue, r.Pipeline, id, nxt)
+	next := steps.After(j.p, s)
+	last := len(next) == 0
+	if s.Kind == steps.Gate {
+		next = steps.GatesAfter(j.p, s.Gate, v.passed)
+		last = len(v.passed) == len(j.p.Gates)
 	}
-	won, err := r.Life.Pass(wctx, id)
+	if !last {
+		var errs []error
+		for _, n := range next {
+			errs = append(errs, steps.Enqueue(wctx, r.Queue, j.p, id, n))
+		}
+		return errors.Join(errs...)
+	}
+	won, err := j.life.Pass(wctx, id)
 	if err != nil {
 		return err
 	}
@@ -198,7 +239,7 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, id int
 // settled by someone else. Meanwhile it heartbeats the run, so the janitor
 // knows the phase is alive; the heartbeat's answer is also how it learns
 // the run was settled.
-func (r *Runner) watch(ctx context.Context, id int64) (context.Context, func()) {
+func (r *Runner) watch(ctx context.Context, j *job, id int64) (context.Context, func()) {
 	wctx, cancel := context.WithCancel(ctx)
 	interval := cmp.Or(r.WatchInterval, 2*time.Second)
 	go func() {
@@ -209,7 +250,7 @@ func (r *Runner) watch(ctx context.Context, id int64) (context.Context, func()) 
 			case <-wctx.Done():
 				return
 			case <-t.C:
-				if o, err := r.Store.Heartbeat(wctx, id); err == nil && o == runstore.Finished {
+				if o, err := j.store.Heartbeat(wctx, id); err == nil && o == runstore.Finished {
 					cancel()
 					return
 				}
@@ -234,19 +275,19 @@ func (r *Runner) runVars(cur *run.Run) map[string]string {
 	}
 }
 
-func (r *Runner) fetch(ctx context.Context, cur *run.Run, s steps.Step) verdict {
+func (r *Runner) fetch(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
 	logf, err := r.Layout.Create(cur.ID, s.Name())
 	if err != nil {
 		return verdict{err: err}
 	}
 	defer logf.Close()
-	want := gitfetch.Want{SHA: cur.SHA, Ref: cmp.Or(cur.Ref, r.Pipeline.Branch)}
+	want := gitfetch.Want{SHA: cur.SHA, Ref: cmp.Or(cur.Ref, j.p.Branch)}
 	if cur.SHA != "" {
 		want.Ref = ""
 	}
 	dir := r.Layout.Worktree(cur.ID)
 	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{
-		Repo: r.Pipeline.Repo, Dir: dir, Log: logf, Env: r.BaseEnv, Timeout: s.Timeout(r.Pipeline),
+		Repo: j.p.Repo, Dir: dir, Log: logf, Env: r.BaseEnv, Timeout: s.Timeout(j.p),
 		Cache: r.Layout.GitCache(),
 	}, want)
 	var nf *gitfetch.NotFoundError
@@ -256,22 +297,22 @@ func (r *Runner) fetch(ctx context.Context, cur *run.Run, s steps.Step) verdict 
 	case err != nil:
 		return verdict{err: fmt.Errorf("fetch: %w", err)}
 	}
-	ver, err := version.Read(dir, r.Pipeline.VersionFile, sha)
+	ver, err := version.Read(dir, j.p.VersionFile, sha)
 	if err != nil {
 		return verdict{failure: "fetch: " + err.Error()}
 	}
-	if _, err := r.Store.SetFetched(ctx, cur.ID, sha, ver); err != nil {
+	if _, err := j.store.SetFetched(ctx, cur.ID, sha, ver); err != nil {
 		return verdict{err: err}
 	}
 	cur.SHA, cur.Version = sha, ver
 	return verdict{}
 }
 
-func (r *Runner) stage(ctx context.Context, cur *run.Run, s steps.Step) verdict {
+func (r *Runner) stage(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
 	if err := os.MkdirAll(r.Layout.StageDir(cur.ID), 0o755); err != nil {
 		return verdict{err: err}
 	}
-	return r.command(ctx, cur, s, r.Pipeline.Stage, func(out []byte, res proc.Result, timeout time.Duration) string {
+	return r.command(ctx, j, cur, s, j.p.Stage, func(out []byte, res proc.Result, timeout time.Duration) string {
 		return "stage: " + cmp.Or(headline.Compile(out), res.Describe(timeout))
 	})
 }
@@ -285,11 +326,11 @@ func compileSummary(out []byte, res proc.Result, timeout time.Duration) string {
 
 // command runs one shell command of the pipeline in the run's worktree,
 // its output in the step's log, and judges it with summarize.
-func (r *Runner) command(ctx context.Context, cur *run.Run, s steps.Step, script string,
+func (r *Runner) command(ctx context.Context, j *job, cur *run.Run, s steps.Step, script string,
 	summarize func([]byte, proc.Result, time.Duration) string,
 ) verdict {
-	timeout := s.Timeout(r.Pipeline)
-	res, out, err := r.exec(ctx, cur, s, script)
+	timeout := s.Timeout(j.p)
+	res, out, err := r.exec(ctx, j, cur, s, script)
 	switch {
 	case err != nil:
 		return verdict{err: err}
@@ -301,8 +342,8 @@ func (r *Runner) command(ctx context.Context, cur *run.Run, s steps.Step, script
 	return verdict{}
 }
 
-func (r *Runner) exec(ctx context.Context, cur *run.Run, s steps.Step, script string) (proc.Result, []byte, error) {
-	stepName, timeout := s.Name(), s.Timeout(r.Pipeline)
+func (r *Runner) exec(ctx context.Context, j *job, cur *run.Run, s steps.Step, script string) (proc.Result, []byte, error) {
+	stepName, timeout := s.Name(), s.Timeout(j.p)
 	dir := r.Layout.Worktree(cur.ID)
 	if _, err := os.Stat(dir); err != nil {
 		// Another host fetched this run and SANDO_DATA_DIR is not shared,
@@ -316,7 +357,7 @@ func (r *Runner) exec(ctx context.Context, cur *run.Run, s steps.Step, script st
 	defer logf.Close()
 	res, err := proc.Run(ctx, proc.Spec{
 		Args: []string{"sh", "-c", script}, Dir: dir, Output: logf, Timeout: timeout,
-		Env: phaseEnv(r.BaseEnv, r.Pipeline.Env, r.runVars(cur)),
+		Env: phaseEnv(r.BaseEnv, j.p.Env, r.runVars(cur)),
 	})
 	if err != nil || res.OK() {
 		return res, nil, err
@@ -354,21 +395,24 @@ func readForSummary(path string) ([]byte, error) {
 	return buf, nil
 }
 
-func (r *Runner) gate(ctx context.Context, cur *run.Run, s steps.Step) verdict {
-	i := slices.IndexFunc(r.Pipeline.Gates, func(g pipeline.Gate) bool { return g.Kind == s.Gate })
-	g := r.Pipeline.Gates[i] // steps.Decode checked it is one
+// gate runs one gate. When it passes, the verdict carries every gate of
+// the run that has passed (read in the same step as this gate's pass), for
+// the join; when it fails, every gate the run has not reached is blocked
+// (those still running are blocked by the terminal write).
+func (r *Runner) gate(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
+	g, _ := j.p.GateByKind(s.Gate) // steps.Resolve checked it is one
 	ref := datadir.LogRef(cur.ID, s.Name())
-	record := func(st run.GateStatus, kind, logRef string) error {
-		o, _, err := r.Store.SetGate(ctx, cur.ID, r.Pipeline.Tier, cur.Version, run.Gate{Kind: kind, Status: st, LogRef: logRef})
+	record := func(st run.GateStatus, kind, logRef string) ([]run.Gate, error) {
+		o, gates, err := j.store.SetGate(ctx, cur.ID, j.p.Tier, cur.Version, run.Gate{Kind: kind, Status: st, LogRef: logRef})
 		if err == nil && o == runstore.Finished {
-			return errSettled // canceled or superseded since the phase began
+			return nil, errSettled // canceled, superseded or failed since the phase began
 		}
-		return err
+		return gates, err
 	}
-	if err := record(run.GateRunning, g.Kind, ref); err != nil {
+	if _, err := record(run.GateRunning, g.Kind, ref); err != nil {
 		return verdict{err: err}
 	}
-	res, out, err := r.exec(ctx, cur, s, g.Run)
+	res, out, err := r.exec(ctx, j, cur, s, g.Run)
 	if err == nil && !res.Canceled {
 		status := run.GateFailed
 		if res.OK() {
@@ -382,17 +426,27 @@ func (r *Runner) gate(ctx context.Context, cur *run.Run, s steps.Step) verdict {
 	case res.Canceled:
 		return verdict{err: ctx.Err()}
 	case res.OK():
-		if err := record(run.GatePassed, g.Kind, ref); err != nil {
+		gates, err := record(run.GatePassed, g.Kind, ref)
+		if err != nil {
 			return verdict{err: err}
 		}
-		return verdict{}
+		passed := map[string]bool{}
+		for _, other := range gates {
+			if other.Status == run.GatePassed {
+				passed[other.Kind] = true
+			}
+		}
+		return verdict{passed: passed}
 	}
-	if err := record(run.GateFailed, g.Kind, ref); err != nil {
+	gates, err := record(run.GateFailed, g.Kind, ref)
+	if err != nil {
 		return verdict{err: err}
 	}
-	for _, later := range r.Pipeline.Gates[i+1:] {
-		if err := record(run.GateBlocked, later.Kind, ""); err != nil {
-			return verdict{err: err}
+	for _, other := range j.p.Gates {
+		if !slices.ContainsFunc(gates, func(reached run.Gate) bool { return reached.Kind == other.Kind }) {
+			if _, err := record(run.GateBlocked, other.Kind, ""); err != nil {
+				return verdict{err: err}
+			}
 		}
 	}
 	if res.TimedOut {

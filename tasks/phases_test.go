@@ -17,7 +17,6 @@ import (
 
 	"sando/datadir"
 	"sando/internal/redistest"
-	"sando/lifecycle"
 	"sando/pipeline"
 	"sando/run"
 	"sando/runstore"
@@ -25,7 +24,10 @@ import (
 )
 
 type testBundle struct {
-	runner    *Runner
+	runner *Runner
+	// pipeline is what newRun snapshots into each run: change it before
+	// making the run, as an edit of the pipeline file would be.
+	pipeline  *pipeline.Pipeline
 	store     *runstore.Store
 	inspector *asynq.Inspector
 	redis     asynq.RedisClientOpt
@@ -44,25 +46,25 @@ func setup(t *testing.T, build string) *testBundle {
 	}
 	p := &pipeline.Pipeline{
 		Name: "app", Repo: src, Branch: "main", Build: build, Tier: "host",
-		Gates:    []pipeline.Gate{{Kind: "unit", Run: "true", Timeout: time.Minute}, {Kind: "smoke", Run: "true", Timeout: time.Minute}},
+		Gates: []pipeline.Gate{
+			{Kind: "unit", Run: "true", Timeout: time.Minute},
+			{Kind: "smoke", Run: "true", Timeout: time.Minute, Needs: []string{"unit"}}, // in file order
+		},
 		Timeouts: pipeline.Timeouts{Fetch: time.Minute, Compile: time.Minute, Stage: time.Minute},
 	}
 	opt := asynq.RedisClientOpt{Addr: srv.Addr}
 	client := asynq.NewClient(opt)
 	inspector := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = client.Close(); _ = inspector.Close() })
-	store := runstore.New(srv.Client(t), p.Name)
-	b := &testBundle{
+	rdb := srv.Client(t)
+	return &testBundle{
 		runner: &Runner{
-			Store: store, Pipeline: p, Layout: datadir.Layout{Root: t.TempDir()}, Queue: client,
-			Life:   &lifecycle.Lifecycle{Store: store, Pipeline: p, Queue: client},
+			Redis: rdb, Fleet: runstore.NewFleet(rdb), Layout: datadir.Layout{Root: t.TempDir()}, Queue: client,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BaseEnv: BaseEnv(nil),
 			WatchInterval: 50 * time.Millisecond,
 		},
-		store: store, inspector: inspector, redis: opt,
+		pipeline: p, store: runstore.New(rdb, p.Name), inspector: inspector, redis: opt,
 	}
-	b.runner.Life.AfterSettle = b.runner.Cleanup
-	return b
 }
 
 func task(k *steps.Kind, p steps.Payload) *asynq.Task {
@@ -84,9 +86,12 @@ func pending(t *testing.T, b *testBundle, queue string) []*asynq.TaskInfo {
 	return list
 }
 
+// newRun makes a run of b.pipeline as it is now, as POST /rebuild would.
 func newRun(t *testing.T, b *testBundle) int64 {
 	t.Helper()
-	c, err := b.store.Create(context.Background(), runstore.CreateRequest{NoSupersede: true})
+	def, err := pipeline.Marshal(b.pipeline)
+	require.NoError(t, err)
+	c, err := b.store.Create(context.Background(), runstore.CreateRequest{NoSupersede: true, Definition: def})
 	require.NoError(t, err)
 	return c.ID
 }
@@ -180,8 +185,8 @@ func TestLastRetryFailsRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, "true")
 	ctx := context.Background()
+	b.pipeline.Repo = filepath.Join(t.TempDir(), "gone")
 	id := newRun(t, b)
-	b.runner.Pipeline.Repo = filepath.Join(t.TempDir(), "gone")
 	err := b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id}))
 	require.Error(t, err)
 	require.NotErrorIs(t, err, asynq.SkipRetry, "an unreachable repository is retried")
@@ -246,8 +251,8 @@ func TestJanitorFailsStalledRun(t *testing.T) {
 	_, _, err = b.store.SetPhase(ctx, alive, run.PhaseCompiling, "t")
 	require.NoError(t, err)
 	// The stalled run's last sign of life is older than compile's deadline.
-	old := time.Now().Add(-Deadline(b.runner.Pipeline, run.PhaseCompiling) - time.Minute).UTC()
-	require.NoError(t, b.store.Redis().HSet(ctx, b.store.Keys().Run(stalled), "progress_at", old.Format("2006-01-02T15:04:05.000Z07:00")).Err())
+	old := time.Now().Add(-Deadline(b.pipeline, run.PhaseCompiling) - time.Minute).UTC()
+	require.NoError(t, b.runner.Redis.HSet(ctx, b.store.Keys().Run(stalled), "progress_at", old.Format("2006-01-02T15:04:05.000Z07:00")).Err())
 
 	require.NoError(t, b.runner.sweep(ctx, nil))
 	r, err := b.store.Get(ctx, stalled)
@@ -265,10 +270,10 @@ func TestJanitorOncePerWindow(t *testing.T) {
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	for range 3 { // three workers offering the same window
-		require.NoError(t, EnqueueJanitor(ctx, b.runner.Queue, b.runner.Pipeline, now))
+		require.NoError(t, EnqueueJanitor(ctx, b.runner.Queue, now))
 	}
 	require.Len(t, pending(t, b, "system"), 1)
-	require.NoError(t, EnqueueJanitor(ctx, b.runner.Queue, b.runner.Pipeline, now.Add(JanitorInterval)))
+	require.NoError(t, EnqueueJanitor(ctx, b.runner.Queue, now.Add(JanitorInterval)))
 	require.Len(t, pending(t, b, "system"), 2, "the next window sweeps again")
 }
 

@@ -2,12 +2,13 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
 
-	"sando/pipeline"
+	"sando/runstore"
 	"sando/steps"
 )
 
@@ -32,25 +33,33 @@ type Retention struct {
 
 // EnqueuePrune queues this window's prune, once for the fleet (see
 // enqueuePeriodic).
-func EnqueuePrune(ctx context.Context, q steps.Enqueuer, p *pipeline.Pipeline, now time.Time) error {
-	return enqueuePeriodic(ctx, q, p, TypePrune, "prune", PruneInterval, now)
+func EnqueuePrune(ctx context.Context, q steps.Enqueuer, now time.Time) error {
+	return enqueuePeriodic(ctx, q, TypePrune, "prune", PruneInterval, now)
 }
 
 func (r *Runner) prune(ctx context.Context, _ *asynq.Task) error {
 	if r.Retention.Age <= 0 {
 		return nil // retention off
 	}
-	ids, err := r.Store.Prune(ctx, time.Now().Add(-r.Retention.Age), r.Retention.Runs, pruneBatch)
+	names, err := r.Fleet.Pipelines(ctx)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		_ = os.RemoveAll(r.Layout.LogDir(id))
-		_ = os.RemoveAll(r.Layout.StageDir(id))
-		_ = os.RemoveAll(r.Layout.Worktree(id))
+	var errs []error
+	for _, name := range names {
+		ids, err := runstore.New(r.Redis, name).Prune(ctx, r.now().Add(-r.Retention.Age), r.Retention.Runs, pruneBatch)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, id := range ids {
+			_ = os.RemoveAll(r.Layout.LogDir(id))
+			_ = os.RemoveAll(r.Layout.StageDir(id))
+			_ = os.RemoveAll(r.Layout.Worktree(id))
+		}
+		if len(ids) > 0 {
+			r.Logger.Info("pruned finished runs past retention", "pipeline", name, "runs", len(ids), "oldest", ids[0], "newest", ids[len(ids)-1])
+		}
 	}
-	if len(ids) > 0 {
-		r.Logger.Info("pruned finished runs past retention", "runs", len(ids), "oldest", ids[0], "newest", ids[len(ids)-1])
-	}
-	return nil
+	return errors.Join(errs...)
 }

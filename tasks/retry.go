@@ -38,13 +38,18 @@ func (r *Runner) giveUpIfLast(ctx context.Context, t *asynq.Task, err error, ret
 	if errors.Is(err, asynq.SkipRetry) || retried < maxRetry {
 		return // settled by the phase itself, or another try is coming
 	}
-	p, s, derr := steps.Decode(r.Pipeline, t)
+	pl, k, derr := steps.DecodePayload(t)
 	if derr != nil {
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	summary := fmt.Sprintf("%s: %v (gave up after %d attempts)", s.Phase, err, retried+1)
-	won, ferr := r.Life.Fail(wctx, p.RunID, summary)
-	r.Logger.Error("phase gave up", "run_id", p.RunID, "phase", s.Phase, "err", err, "failed_run", won, "store_err", ferr)
+	j, _, oerr := r.openID(wctx, pl)
+	if oerr != nil {
+		r.Logger.Error("phase gave up; its run cannot be failed", "run_id", pl.RunID, "phase", k.Phase, "err", err, "store_err", oerr)
+		return
+	}
+	summary := fmt.Sprintf("%s: %v (gave up after %d attempts)", k.Phase, err, retried+1)
+	won, ferr := j.life.Fail(wctx, pl.RunID, summary)
+	r.Logger.Error("phase gave up", "run_id", pl.RunID, "phase", k.Phase, "err", err, "failed_run", won, "store_err", ferr)
 }

@@ -19,6 +19,7 @@ import (
 	"sando/lifecycle"
 	"sando/runstore"
 	"sando/runview"
+	"sando/steps"
 )
 
 // Sign is the Sando-Signature header value for body: "sha256=" and the hex
@@ -37,17 +38,17 @@ func (r *Runner) deliver(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("undecodable webhook payload: %v: %w", err, asynq.SkipRetry)
 	}
-	if p.Hook < 0 || p.Hook >= len(r.Pipeline.Webhooks) {
-		return fmt.Errorf("webhook %d not in the pipeline: %w", p.Hook, asynq.SkipRetry)
-	}
-	target := r.Pipeline.Webhooks[p.Hook]
-	cur, err := r.Store.Get(ctx, p.RunID)
+	j, cur, err := r.openID(ctx, steps.Payload{RunID: p.RunID, Pipeline: p.Pipeline})
 	if errors.Is(err, runstore.ErrNotFound) {
 		return fmt.Errorf("run %d: %w", p.RunID, asynq.SkipRetry)
 	}
 	if err != nil {
 		return err
 	}
+	if p.Hook < 0 || p.Hook >= len(j.p.Webhooks) {
+		return fmt.Errorf("webhook %d not in the run's pipeline: %w", p.Hook, asynq.SkipRetry)
+	}
+	target := j.p.Webhooks[p.Hook]
 	body, err := json.Marshal(runview.Of(cur))
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"sando/lifecycle"
 	"sando/run"
 	"sando/runstore"
+	"sando/steps"
 )
 
 // hookReceiver records the webhook deliveries it gets.
@@ -47,16 +48,14 @@ func (h *hookReceiver) count() int { h.mu.Lock(); defer h.mu.Unlock(); return le
 // keeps the outbox, as app wiring does for such a pipeline.
 func withWebhooks(t *testing.T, b *testBundle, url string) {
 	t.Helper()
-	b.runner.Pipeline.Webhooks = []string{url}
+	b.pipeline.Webhooks = []string{url}
 	b.runner.WebhookSecret = "hook-secret"
-	b.store = runstore.New(b.store.Redis(), b.runner.Pipeline.Name, runstore.WithWebhooks(true))
-	b.runner.Store = b.store
-	b.runner.Life.Store = b.store
+	b.store = runstore.New(b.runner.Redis, b.pipeline.Name, runstore.WithWebhooks(true))
 }
 
 func outboxIDs(t *testing.T, b *testBundle) []string {
 	t.Helper()
-	ids, err := b.store.Redis().ZRange(context.Background(), b.store.Keys().Outbox(), 0, -1).Result()
+	ids, err := b.runner.Redis.ZRange(context.Background(), b.store.Keys().Outbox(), 0, -1).Result()
 	require.NoError(t, err)
 	return ids
 }
@@ -77,7 +76,7 @@ func TestJanitorDeliversWebhooksOfCrashedSettler(t *testing.T) {
 	// Settled a minute ago by a process that then died: the terminal write
 	// won, and nobody announced it.
 	lost := newRun(t, b)
-	ago := runstore.New(b.store.Redis(), b.runner.Pipeline.Name, runstore.WithWebhooks(true),
+	ago := runstore.New(b.runner.Redis, b.pipeline.Name, runstore.WithWebhooks(true),
 		runstore.WithClock(func() time.Time { return time.Now().Add(-time.Minute) }))
 	won, err := ago.Fail(ctx, lost, "compile: undefined: x")
 	require.NoError(t, err)
@@ -92,7 +91,7 @@ func TestJanitorDeliversWebhooksOfCrashedSettler(t *testing.T) {
 	require.NoError(t, b.runner.sweep(ctx, nil))
 	require.Equal(t, []string{strconv.FormatInt(fresh, 10)}, outboxIDs(t, b),
 		"the recovered run leaves the outbox; one inside the grace stays")
-	require.Contains(t, logs.String(), `level=WARN msg="webhooks recovered from the outbox" run_id=`+strconv.FormatInt(lost, 10)+"\n")
+	require.Contains(t, logs.String(), `level=WARN msg="webhooks recovered from the outbox" run_id=`+strconv.FormatInt(lost, 10)+" pipeline=app\n")
 	b.runner.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	srv := asynq.NewServer(b.redis, asynq.Config{
@@ -140,12 +139,34 @@ func TestAnnounceLeavesOutboxOnlyWhenEnqueued(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{strconv.FormatInt(id, 10)}, outboxIDs(t, b))
 
-	failing := &lifecycle.Lifecycle{Store: b.store, Pipeline: b.runner.Pipeline, Queue: failingQueue{}}
+	failing := &lifecycle.Lifecycle{Store: b.store, Pipeline: b.pipeline, Queue: failingQueue{}}
 	require.Error(t, failing.Announce(ctx, id))
+	life := &lifecycle.Lifecycle{Store: b.store, Pipeline: b.pipeline, Queue: b.runner.Queue}
 	require.Equal(t, []string{strconv.FormatInt(id, 10)}, outboxIDs(t, b), "a failed enqueue leaves the run for the janitor")
 
-	require.NoError(t, b.runner.Life.Announce(ctx, id))
+	require.NoError(t, life.Announce(ctx, id))
 	require.Empty(t, outboxIDs(t, b))
-	require.NoError(t, b.runner.Life.Announce(ctx, id), "the task id dedupes a second call")
+	require.NoError(t, life.Announce(ctx, id), "the task id dedupes a second call")
 	require.Len(t, pending(t, b, "system"), 1)
+}
+
+// A worker's terminal write keeps the webhook outbox exactly when the
+// run's definition lists webhooks: without them it writes nothing more.
+func TestOutboxOnlyForRunsWithWebhooks(t *testing.T) {
+	t.Parallel()
+	for name, hooks := range map[string][]string{"webhooks": {"http://127.0.0.1:1/hook"}, "no webhooks": nil} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, "echo 'x.c:1:1: error: no' >&2; exit 1")
+			b.pipeline.Webhooks = hooks
+			ctx := context.Background()
+			id := newRun(t, b)
+			require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id, Pipeline: "app"})))
+			b.runner.Queue = failingQueue{} // the webhooks cannot be enqueued: the outbox keeps them
+			require.ErrorIs(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id, Pipeline: "app"})), asynq.SkipRetry)
+			n, err := b.runner.Redis.ZCard(ctx, b.store.Keys().Outbox()).Result()
+			require.NoError(t, err)
+			require.Equal(t, int64(len(hooks)), n)
+		})
+	}
 }

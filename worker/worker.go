@@ -105,10 +105,10 @@ func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
 	defer t.Stop()
 	for {
 		now := time.Now()
-		if err := tasks.EnqueueJanitor(ctx, runner.Queue, runner.Pipeline, now); err != nil && ctx.Err() == nil {
+		if err := tasks.EnqueueJanitor(ctx, runner.Queue, now); err != nil && ctx.Err() == nil {
 			log.Warn("janitor not enqueued", "err", err)
 		}
-		if err := tasks.EnqueuePrune(ctx, runner.Queue, runner.Pipeline, now); err != nil && ctx.Err() == nil {
+		if err := tasks.EnqueuePrune(ctx, runner.Queue, now); err != nil && ctx.Err() == nil {
 			log.Warn("prune not enqueued", "err", err)
 		}
 		select {
