@@ -50,6 +50,16 @@ func (k Keys) TierGates(tier, version string) string {
 // Idempotency maps a client's Idempotency-Key to the run it started.
 func (k Keys) Idempotency(key string) string { return k.prefix + "idem:" + key }
 
+// Log is the base key of one step's log in Redis (package logstore adds
+// its suffixes): workers write it, the API serves it, whoever's disk the
+// step ran on.
+func (k Keys) Log(id int64, step string) string {
+	return k.prefix + "log:" + strconv.FormatInt(id, 10) + ":" + step
+}
+
+// Logs is the set of one run's log base keys, so retention finds them.
+func (k Keys) Logs(id int64) string { return k.prefix + "logs:" + strconv.FormatInt(id, 10) }
+
 // Outbox is the sorted set of finished runs whose webhooks are not known
 // to be enqueued (score = settle time, unix ms). The terminal write adds
 // the id in the same script, so a settler that dies before enqueueing

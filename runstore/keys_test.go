@@ -22,6 +22,8 @@ func TestKeys(t *testing.T) {
 		{k.Idempotency("abc"), "sando:{app}:idem:abc"},
 		{k.Events(), "sando:{_fleet}:events"},
 		{k.Outbox(), "sando:{app}:outbox"},
+		{k.Log(17, "gate-unit"), "sando:{app}:log:17:gate-unit"},
+		{k.Logs(17), "sando:{app}:logs:17"},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, tt.got)
@@ -40,7 +42,7 @@ func TestKeysShareSlot(t *testing.T) {
 	t.Parallel()
 	k := NewKeys("app")
 	all := []string{k.Seq(), k.Runs(), k.Building(), k.Run(1), k.Run(99999), k.LastPassed(),
-		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Outbox()} // Events is a channel, not a key
+		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Outbox(), k.Log(1, "fetch"), k.Logs(1)} // Events is a channel, not a key
 	slot := redisSlot(all[0])
 	for _, key := range all[1:] {
 		require.Equal(t, slot, redisSlot(key), key)

@@ -276,18 +276,18 @@ func (r *Runner) runVars(cur *run.Run) map[string]string {
 }
 
 func (r *Runner) fetch(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
-	logf, err := r.Layout.Create(cur.ID, s.Name())
+	logw, _, closeLog, err := r.openLog(ctx, j, cur.ID, s)
 	if err != nil {
 		return verdict{err: err}
 	}
-	defer logf.Close()
+	defer closeLog()
 	want := gitfetch.Want{SHA: cur.SHA, Ref: cmp.Or(cur.Ref, j.p.Branch)}
 	if cur.SHA != "" {
 		want.Ref = ""
 	}
 	dir := r.Layout.Worktree(cur.ID)
 	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{
-		Repo: j.p.Repo, Dir: dir, Log: logf, Env: r.BaseEnv, Timeout: s.Timeout(j.p),
+		Repo: j.p.Repo, Dir: dir, Log: logw, Env: r.BaseEnv, Timeout: s.Timeout(j.p),
 		Cache: r.Layout.GitCache(),
 	}, want)
 	var nf *gitfetch.NotFoundError
@@ -350,19 +350,19 @@ func (r *Runner) exec(ctx context.Context, j *job, cur *run.Run, s steps.Step, s
 		// or the worktree was removed: refetching is the fix, so retry.
 		return proc.Result{}, nil, fmt.Errorf("%s: worktree missing (is SANDO_DATA_DIR shared by all workers?): %w", stepName, err)
 	}
-	logf, err := r.Layout.Create(cur.ID, stepName)
+	logw, path, closeLog, err := r.openLog(ctx, j, cur.ID, s)
 	if err != nil {
 		return proc.Result{}, nil, err
 	}
-	defer logf.Close()
 	res, err := proc.Run(ctx, proc.Spec{
-		Args: []string{"sh", "-c", script}, Dir: dir, Output: logf, Timeout: timeout,
+		Args: []string{"sh", "-c", script}, Dir: dir, Output: logw, Timeout: timeout,
 		Env: phaseEnv(r.BaseEnv, j.p.Env, r.runVars(cur)),
 	})
+	closeLog()
 	if err != nil || res.OK() {
 		return res, nil, err
 	}
-	out, rerr := readForSummary(logf.Name())
+	out, rerr := readForSummary(path)
 	if rerr != nil {
 		return res, nil, rerr
 	}

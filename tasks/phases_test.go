@@ -17,6 +17,7 @@ import (
 
 	"sando/datadir"
 	"sando/internal/redistest"
+	"sando/logstore"
 	"sando/pipeline"
 	"sando/run"
 	"sando/runstore"
@@ -298,8 +299,13 @@ func TestPruneRemovesRunsAndFiles(t *testing.T) {
 		_, err := b.store.Get(ctx, id)
 		require.ErrorIs(t, err, runstore.ErrNotFound)
 		require.NoDirExists(t, b.runner.Layout.LogDir(id))
+		_, err = logstore.Open(ctx, b.runner.Redis, b.store.Keys().Log(id, "compile"))
+		require.ErrorIs(t, err, logstore.ErrNotFound, "the run's logs leave Redis with it")
 	}
-	_, err := b.store.Get(ctx, ids[2])
+	l, err := logstore.Open(ctx, b.runner.Redis, b.store.Keys().Log(ids[2], "compile"))
+	require.NoError(t, err, "a kept run keeps its logs in Redis")
+	require.True(t, l.Done)
+	_, err = b.store.Get(ctx, ids[2])
 	require.NoError(t, err, "the newest run is kept")
 	require.DirExists(t, b.runner.Layout.LogDir(ids[2]))
 }

@@ -47,12 +47,14 @@ func (r *Runner) prune(ctx context.Context, _ *asynq.Task) error {
 	}
 	var errs []error
 	for _, name := range names {
-		ids, err := runstore.New(r.Redis, name).Prune(ctx, r.now().Add(-r.Retention.Age), r.Retention.Runs, pruneBatch)
+		store := runstore.New(r.Redis, name)
+		ids, err := store.Prune(ctx, r.now().Add(-r.Retention.Age), r.Retention.Runs, pruneBatch)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, id := range ids {
+			errs = append(errs, r.deleteLogs(ctx, store, id))
 			_ = os.RemoveAll(r.Layout.LogDir(id))
 			_ = os.RemoveAll(r.Layout.StageDir(id))
 			_ = os.RemoveAll(r.Layout.Worktree(id))

@@ -31,6 +31,7 @@ func TestImportBoundaries(t *testing.T) {
 		{"sando/lifecycle", []string{"github.com/gin-gonic/", "sando/httpapi", "sando/tasks", "sando/proc", "sando/gitfetch"}, "a run's life is shared by the API and the worker, and builds nothing"},
 		{"sando/steps", []string{"github.com/gin-gonic/", "sando/runstore", "sando/httpapi", "sando/tasks"}, "the step table is a description: task types, queues, timeouts"},
 		{"sando/proc", []string{"sando/", "github.com/"}, "process groups need nothing of Sando"},
+		{"sando/logstore", []string{"sando/", "github.com/gin-gonic/", "github.com/hibiken/"}, "step logs in Redis know Redis only"},
 		{"sando/client", []string{"sando/"}, "the API client stands alone for CI users"},
 		{"sando/cmd/sandoctl", []string{"sando/httpapi", "sando/runstore", "sando/tasks", "sando/app"}, "the CLI talks HTTP only"},
 		{"sando/cmd/api", []string{"sando/cmd/"}, "commands never import each other"},

@@ -1,0 +1,51 @@
+package tasks
+
+import (
+	"context"
+	"io"
+	"strconv"
+
+	"sando/logstore"
+	"sando/runstore"
+	"sando/steps"
+)
+
+// openLog opens step s's log of run id: a file on this worker's data dir
+// (read back for the failure summary) and the same bytes in Redis, where
+// the API serves them whichever worker wrote them and after it is gone.
+// close flushes both; a log Redis could not take stays on the disk and is
+// logged, but never fails the step.
+func (r *Runner) openLog(ctx context.Context, j *job, id int64, s steps.Step) (w io.Writer, path string, close func(), err error) {
+	f, err := r.Layout.Create(id, s.Name())
+	if err != nil {
+		return nil, "", nil, err
+	}
+	base, err := j.store.AddLog(ctx, id, s.Name())
+	if err != nil {
+		_ = f.Close()
+		return nil, "", nil, err // Redis away: the step is retried
+	}
+	lw := logstore.NewWriter(r.Redis, base, logstore.Options{
+		Events: runstore.FleetKeys{}.Events(), EventPayload: strconv.FormatInt(id, 10), Logger: r.Logger,
+	})
+	closeBoth := func() {
+		if err := lw.Close(); err != nil {
+			r.Logger.Warn("step log not stored in Redis; it is only on this worker's disk",
+				"run_id", id, "step", s.Name(), "path", f.Name(), "err", err)
+		}
+		_ = f.Close()
+	}
+	return io.MultiWriter(f, lw), f.Name(), closeBoth, nil
+}
+
+// deleteLogs removes a pruned run's logs from Redis.
+func (r *Runner) deleteLogs(ctx context.Context, store *runstore.Store, id int64) error {
+	bases, err := store.LogsOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := logstore.Delete(ctx, r.Redis, bases...); err != nil {
+		return err
+	}
+	return store.ForgetLogs(ctx, id)
+}
