@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"sando/gitref"
+	"sando/pipeline"
 	"sando/runstore"
 	"sando/runview"
 )
@@ -83,8 +84,13 @@ func (s *Server) rebuild(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
+	def, err := pipeline.Marshal(s.Pipeline) // the run is built with the pipeline as it is now
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
 	created, err := s.Life.Start(c, runstore.CreateRequest{
-		SHA: req.SHA, Ref: req.Ref, NoSupersede: s.NoSupersede,
+		SHA: req.SHA, Ref: req.Ref, NoSupersede: s.NoSupersede, Definition: def,
 		IdempotencyKey: key, Fingerprint: "sha=" + req.SHA + "\x00ref=" + req.Ref,
 	})
 	if err != nil {
