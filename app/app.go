@@ -85,8 +85,14 @@ func assemble(cfg config.Config, redisURL string) (*parts, error) {
 }
 
 func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker, error) {
+	disk, err := p.layout.Identity()
+	if err != nil {
+		return nil, &ConfigError{fmt.Errorf("SANDO_DATA_DIR=%q: %w", p.layout.Root, err)}
+	}
+	host, _ := os.Hostname()
 	runner := &tasks.Runner{
 		Redis: p.conn.Client, Fleet: runstore.NewFleet(p.conn.Client), Layout: p.layout, Queue: p.queue,
+		Disk: disk, Name: host + ":" + p.layout.Root,
 		Logger: log, BaseEnv: tasks.BaseEnv(nil), WebhookSecret: cfg.WebhookSecret,
 		Metrics:   p.metrics,
 		Retention: tasks.Retention{Age: cfg.Retention, Runs: cfg.RetentionRuns},

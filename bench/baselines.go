@@ -60,25 +60,29 @@ func oneQueue(q string) chainLayout {
 	return chainLayout{queues: map[string]int{q: 1}, of: func(int) string { return q }}
 }
 
-// sandoPhases are steps.PhaseQueues in chain order; link n of a
-// chain waits in sandoPhases[n], and links past the fourth in "gate", as a
-// pipeline's extra gates do.
-var sandoPhases = []string{"fetch", "compile", "stage", "gate"}
-
-// sandoLayout is Sando's layout, read from steps.PhaseQueues so it follows
-// it: the four phase queues under prefix, with the same priorities, served
-// in strict priority.
+// sandoLayout is Sando's layout, read from steps.Queues so it follows it:
+// the first link on the fetch queue, every later one on the disk's queue,
+// under prefix, with the same priorities, served in strict priority.
 func sandoLayout(prefix string) (chainLayout, error) {
-	for _, q := range sandoPhases {
-		if _, ok := steps.PhaseQueues[q]; !ok {
-			return chainLayout{}, fmt.Errorf("steps.PhaseQueues has no %q queue (%v): update sandoPhases", q, steps.PhaseQueues)
-		}
+	const disk = "bench"
+	first, later := steps.First().QueueOn(disk), steps.Step{Kind: steps.Compile}.QueueOn(disk)
+	queues := steps.Queues(disk)
+	if _, ok := queues[first]; !ok {
+		return chainLayout{}, fmt.Errorf("steps.Queues has no %q queue (%v): update sandoLayout", first, queues)
+	}
+	if _, ok := queues[later]; !ok {
+		return chainLayout{}, fmt.Errorf("steps.Queues has no %q queue (%v): update sandoLayout", later, queues)
 	}
 	l := chainLayout{queues: map[string]int{}, strict: true}
-	for q, prio := range steps.PhaseQueues {
+	for q, prio := range queues {
 		l.queues[prefix+q] = prio
 	}
-	l.of = func(n int) string { return prefix + sandoPhases[min(n, len(sandoPhases)-1)] }
+	l.of = func(n int) string {
+		if n == 0 {
+			return prefix + first
+		}
+		return prefix + later
+	}
 	return l, nil
 }
 
@@ -423,7 +427,7 @@ func asynqIdle() error {
 	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error { return nil })
 	var srvs []*asynq.Server
 	for _, c := range []asynq.Config{
-		{Concurrency: conc, Queues: steps.PhaseQueues, StrictPriority: true, TaskCheckInterval: interval},
+		{Concurrency: conc, Queues: steps.Queues("bench"), StrictPriority: true, TaskCheckInterval: interval},
 		{Concurrency: worker.SystemConcurrency, Queues: map[string]int{steps.SystemQueue: 1}, TaskCheckInterval: worker.SystemPollInterval},
 	} {
 		c.Logger, c.LogLevel = nopLogger{}, asynq.FatalLevel

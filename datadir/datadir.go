@@ -5,6 +5,8 @@
 package datadir
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -12,10 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Layout is the tree under one data directory:
 //
+//	<root>/disk-id              this data dir's id (Identity)
 //	<root>/worktrees/<run>/     the checkout a run builds in
 //	<root>/logs/<run>/<step>.log
 //	<root>/stage/<run>/         SANDO_STAGE_DIR
@@ -126,4 +130,42 @@ func (l Layout) Create(run int64, step string) (*os.File, error) {
 		return nil, fmt.Errorf("log dir: %w", err)
 	}
 	return os.Create(p)
+}
+
+// Identity is the id of this data dir, made on first use and kept in it
+// (<root>/disk-id): workers that share the dir share the id, and with it
+// the queue of the runs fetched on it.
+func (l Layout) Identity() (string, error) {
+	path := filepath.Join(l.Root, "disk-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err := os.MkdirAll(l.Root, 0o755); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	raw := make([]byte, 6)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(raw)
+	// O_EXCL: of two workers starting on one new dir at once, one writes
+	// the id and the other reads it.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		for range 50 { // the winner may not have written it yet
+			if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				return strings.TrimSpace(string(b)), nil
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return "", fmt.Errorf("data dir: %s is empty", path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(id + "\n"); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	return id, nil
 }

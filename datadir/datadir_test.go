@@ -74,3 +74,28 @@ func TestGitCache(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, filepath.Join("data", "git-cache"), Layout{Root: "data"}.GitCache())
 }
+
+// Workers on one data dir share its id, whoever makes it first; another
+// dir has another.
+func TestIdentity(t *testing.T) {
+	t.Parallel()
+	l := Layout{Root: filepath.Join(t.TempDir(), "new")}
+	ids := make(chan string, 8)
+	for range 8 {
+		go func() {
+			id, err := l.Identity()
+			if err != nil {
+				id = "error: " + err.Error()
+			}
+			ids <- id
+		}()
+	}
+	first := <-ids
+	require.Regexp(t, `^[0-9a-f]{12}$`, first)
+	for range 7 {
+		require.Equal(t, first, <-ids)
+	}
+	other, err := Layout{Root: t.TempDir()}.Identity()
+	require.NoError(t, err)
+	require.NotEqual(t, first, other)
+}

@@ -65,7 +65,7 @@ func (l *Lifecycle) Start(ctx context.Context, req runstore.CreateRequest) (Star
 	}
 	if created.Replayed {
 		if res, err := l.Store.Result(ctx, created.ID); err == nil && res == run.ResultBuilding {
-			if err := steps.Enqueue(ctx, l.Queue, l.Pipeline, created.ID, steps.First()); err != nil {
+			if err := steps.EnqueueFirst(ctx, l.Queue, l.Pipeline, created.ID); err != nil {
 				return created, fmt.Errorf("%w: %v", ErrNotEnqueued, err)
 			}
 		}
@@ -76,7 +76,7 @@ func (l *Lifecycle) Start(ctx context.Context, req runstore.CreateRequest) (Star
 	for _, old := range created.Superseded {
 		l.followUp(ctx, old.ID, true, run.ResultAborted, old.TaskID)
 	}
-	if err := steps.Enqueue(ctx, l.Queue, l.Pipeline, created.ID, steps.First()); err != nil {
+	if err := steps.EnqueueFirst(ctx, l.Queue, l.Pipeline, created.ID); err != nil {
 		// Never leave a run building with no task to move it.
 		_, _ = l.Fail(ctx, created.ID, "could not enqueue the fetch: "+err.Error())
 		return created, fmt.Errorf("%w: %v", ErrNotEnqueued, err)

@@ -23,8 +23,10 @@ import (
 
 // Kind is one kind of step.
 type Kind struct {
-	Type  string    // asynq task type
-	Queue string    // asynq queue
+	Type string // asynq task type
+	// Queue is the asynq queue of a step of this kind; "" for the queue of
+	// the disk the run was fetched on (DiskQueue), where its worktree is.
+	Queue string
 	Phase run.Phase // the run's phase while a step of this kind runs
 	// Name is the step's name in its log_ref and task id; a gate's is
 	// Name + "-" + its kind ("gate-unit").
@@ -41,11 +43,11 @@ var (
 	// Fetch talks to a network and gets more tries.
 	Fetch = &Kind{Type: "sando:fetch", Queue: "fetch", Phase: run.PhaseFetching, Name: "fetch", Retries: 5,
 		timeout: func(p *pipeline.Pipeline, _ string) time.Duration { return p.Timeouts.Fetch }}
-	Compile = &Kind{Type: "sando:compile", Queue: "compile", Phase: run.PhaseCompiling, Name: "compile", Retries: 3,
+	Compile = &Kind{Type: "sando:compile", Phase: run.PhaseCompiling, Name: "compile", Retries: 3,
 		timeout: func(p *pipeline.Pipeline, _ string) time.Duration { return p.Timeouts.Compile }}
-	Stage = &Kind{Type: "sando:stage", Queue: "stage", Phase: run.PhaseStaging, Name: "stage", Retries: 3,
+	Stage = &Kind{Type: "sando:stage", Phase: run.PhaseStaging, Name: "stage", Retries: 3,
 		timeout: func(p *pipeline.Pipeline, _ string) time.Duration { return p.Timeouts.Stage }}
-	Gate = &Kind{Type: "sando:gate", Queue: "gate", Phase: run.PhaseGating, Name: "gate", Retries: 3,
+	Gate = &Kind{Type: "sando:gate", Phase: run.PhaseGating, Name: "gate", Retries: 3,
 		timeout: func(p *pipeline.Pipeline, gate string) time.Duration {
 			for _, g := range p.Gates {
 				if g.Kind == gate {
@@ -59,17 +61,34 @@ var (
 // Kinds lists every kind in chain order.
 var Kinds = []*Kind{Fetch, Compile, Stage, Gate}
 
-// PhaseQueues are the phase kinds' queues with their priorities, served in
-// strict priority: later phases first, so a run that has started finishes
-// before a new one is fetched (the bench's benchmark 6 measures what that
-// buys under a backlog, and costs).
-var PhaseQueues = func() map[string]int {
-	q := map[string]int{}
-	for i, k := range Kinds {
-		q[k.Queue] = i + 1
+// DiskQueue is the queue of the steps of the runs fetched on the data dir
+// whose id is disk: every worker on that disk serves it, and only they,
+// so a step runs where its run's worktree is. Workers that share a disk
+// share its queue; asynq's recovery of a killed worker's task then works
+// as long as one of them lives.
+func DiskQueue(disk string) string { return "disk:" + disk }
+
+// Queues are the queues a worker on disk serves, with their priorities, in
+// strict priority: its disk's queue first, so a run that has started
+// finishes before a new one is fetched (the bench's benchmark 6 measures
+// what that buys under a backlog, and costs), then the fleet's fetch
+// queue. Two queues: each costs a dequeue script per poll tick.
+func Queues(disk string) map[string]int {
+	return map[string]int{DiskQueue(disk): 2, Fetch.Queue: 1}
+}
+
+// LegacyQueues are the phase queues of versions before DiskQueue. A
+// worker also serves those that still hold tasks when it starts, last, so
+// an upgrade loses no run.
+var LegacyQueues = []string{"compile", "stage", "gate"}
+
+// QueueOn is the queue of step s of a run fetched on disk.
+func (s Step) QueueOn(disk string) string {
+	if s.Queue != "" {
+		return s.Queue
 	}
-	return q
-}()
+	return DiskQueue(disk)
+}
 
 // SystemQueue holds webhook deliveries, the janitor's sweep and the prune.
 // A worker serves it with an asynq server of its own: a slow webhook
@@ -232,6 +251,12 @@ func Decode(p *pipeline.Pipeline, t *asynq.Task) (Payload, Step, error) {
 	return pl, s, err
 }
 
+// EnqueueFirst queues the first step of run runID, on the fleet's fetch
+// queue: any worker may take it.
+func EnqueueFirst(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64) error {
+	return Enqueue(ctx, q, p, runID, First(), "")
+}
+
 // taskRetention keeps a finished task's id taken for this long, so a
 // redelivered predecessor (lease expiry, crash) cannot enqueue it again.
 const taskRetention = time.Hour
@@ -247,16 +272,17 @@ type Enqueuer interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
-// Enqueue queues step s of run runID. A step already queued, running or
-// done (its task id taken) counts as enqueued: a redelivered predecessor
-// enqueues again, harmlessly.
-func Enqueue(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64, s Step) error {
+// Enqueue queues step s of run runID, fetched (for every step but the
+// fetch) on disk. A step already queued, running or done (its task id
+// taken) counts as enqueued: a redelivered predecessor enqueues again,
+// harmlessly.
+func Enqueue(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64, s Step, disk string) error {
 	body, err := json.Marshal(Payload{RunID: runID, Pipeline: p.Name, Gate: s.Gate})
 	if err != nil {
 		return err
 	}
 	_, err = q.EnqueueContext(ctx, asynq.NewTask(s.Type, body),
-		asynq.Queue(s.Queue),
+		asynq.Queue(s.QueueOn(disk)),
 		asynq.TaskID(TaskID(p.Name, runID, s)),
 		asynq.MaxRetry(s.Retries),
 		// asynq's deadline sits above the command's own timeout, so a

@@ -35,21 +35,21 @@ func TestTable(t *testing.T) {
 		retries, queuePrio int
 	}{
 		{Step{Kind: Fetch}, "fetch", "sando:fetch", "fetch", run.PhaseFetching, time.Minute, 5, 1},
-		{Step{Kind: Compile}, "compile", "sando:compile", "compile", run.PhaseCompiling, 30 * time.Minute, 3, 2},
-		{Step{Kind: Stage}, "stage", "sando:stage", "stage", run.PhaseStaging, 5 * time.Minute, 3, 3},
-		{Step{Kind: Gate, Gate: "unit"}, "gate-unit", "sando:gate", "gate", run.PhaseGating, 3 * time.Minute, 3, 4},
-		{Step{Kind: Gate, Gate: "smoke"}, "gate-smoke", "sando:gate", "gate", run.PhaseGating, 7 * time.Minute, 3, 4},
+		{Step{Kind: Compile}, "compile", "sando:compile", "disk:d1", run.PhaseCompiling, 30 * time.Minute, 3, 2},
+		{Step{Kind: Stage}, "stage", "sando:stage", "disk:d1", run.PhaseStaging, 5 * time.Minute, 3, 2},
+		{Step{Kind: Gate, Gate: "unit"}, "gate-unit", "sando:gate", "disk:d1", run.PhaseGating, 3 * time.Minute, 3, 2},
+		{Step{Kind: Gate, Gate: "smoke"}, "gate-smoke", "sando:gate", "disk:d1", run.PhaseGating, 7 * time.Minute, 3, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := tt.step
 			require.Equal(t, tt.name, s.Name())
 			require.Equal(t, tt.typ, s.Type)
-			require.Equal(t, tt.queue, s.Queue)
+			require.Equal(t, tt.queue, s.QueueOn("d1"))
 			require.Equal(t, tt.phase, s.Phase)
 			require.Equal(t, tt.timeout, s.Timeout(p))
 			require.Equal(t, tt.retries, s.Retries)
-			require.Equal(t, tt.queuePrio, PhaseQueues[s.Queue], "later phases are served first")
+			require.Equal(t, tt.queuePrio, Queues("d1")[s.QueueOn("d1")], "a disk's started runs are served before new fetches")
 			back, ok := Parse(s.Name())
 			require.True(t, ok)
 			require.Equal(t, s, back, "Parse is Name's inverse")
@@ -63,7 +63,7 @@ func TestTable(t *testing.T) {
 		_, ok := Parse(bad)
 		require.False(t, ok, bad)
 	}
-	require.Len(t, PhaseQueues, len(Kinds))
+	require.Len(t, Queues("d1"), 2, "a worker polls two queues")
 }
 
 func TestAfter(t *testing.T) {

@@ -24,7 +24,7 @@ import (
 func serve(t *testing.T, b *testBundle, conc int) {
 	t.Helper()
 	srv := asynq.NewServer(b.redis, asynq.Config{
-		Concurrency: conc, Queues: steps.PhaseQueues, StrictPriority: true,
+		Concurrency: conc, Queues: steps.Queues(b.runner.Disk), StrictPriority: true,
 		TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.FatalLevel,
 		RetryDelayFunc: RetryDelay,
 	})
@@ -37,7 +37,7 @@ func serve(t *testing.T, b *testBundle, conc int) {
 func start(t *testing.T, b *testBundle) int64 {
 	t.Helper()
 	id := newRun(t, b)
-	require.NoError(t, steps.Enqueue(context.Background(), b.runner.Queue, b.pipeline, id, steps.First()))
+	require.NoError(t, steps.EnqueueFirst(context.Background(), b.runner.Queue, b.pipeline, id))
 	return id
 }
 

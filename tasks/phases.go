@@ -34,6 +34,11 @@ type Runner struct {
 	Redis  redis.UniversalClient
 	Fleet  *runstore.Fleet
 	Layout datadir.Layout
+	// Disk is the id of Layout's data dir (datadir.Layout.Identity): the
+	// steps after a fetch go to its queue, where the worktree is.
+	Disk string
+	// Name names this worker in a run's phases ("host:/data/dir").
+	Name string
 	Queue  steps.Enqueuer
 	Logger *slog.Logger
 	// BaseEnv is what phase commands get from the worker (see BaseEnv).
@@ -223,7 +228,7 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, j *job
 	if !last {
 		var errs []error
 		for _, n := range next {
-			errs = append(errs, steps.Enqueue(wctx, r.Queue, j.p, id, n))
+			errs = append(errs, steps.Enqueue(wctx, r.Queue, j.p, id, n, r.Disk))
 		}
 		return errors.Join(errs...)
 	}

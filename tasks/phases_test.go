@@ -61,6 +61,7 @@ func setup(t *testing.T, build string) *testBundle {
 	return &testBundle{
 		runner: &Runner{
 			Redis: rdb, Fleet: runstore.NewFleet(rdb), Layout: datadir.Layout{Root: t.TempDir()}, Queue: client,
+			Disk: testDisk, Name: "test:" + testDisk,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BaseEnv: BaseEnv(nil),
 			WatchInterval: 50 * time.Millisecond,
 		},
@@ -87,6 +88,24 @@ func pending(t *testing.T, b *testBundle, queue string) []*asynq.TaskInfo {
 	return list
 }
 
+// pendingOf lists the pending tasks of kind k on the bundle's disk queue.
+func pendingOf(t *testing.T, b *testBundle, k *steps.Kind) []*asynq.TaskInfo {
+	t.Helper()
+	var out []*asynq.TaskInfo
+	for _, ti := range pending(t, b, diskQueue) {
+		if ti.Type == k.Type {
+			out = append(out, ti)
+		}
+	}
+	return out
+}
+
+// testDisk is the bundle's data dir id; diskQueue holds its runs' steps
+// after the fetch.
+const testDisk = "t1"
+
+var diskQueue = steps.DiskQueue(testDisk)
+
 // newRun makes a run of b.pipeline as it is now, as POST /rebuild would.
 func newRun(t *testing.T, b *testBundle) int64 {
 	t.Helper()
@@ -106,14 +125,14 @@ func TestRedeliveredPhaseEnqueuesNextOnce(t *testing.T) {
 	id := newRun(t, b)
 	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
 	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
-	compiles := pending(t, b, "compile")
+	compiles := pendingOf(t, b, steps.Compile)
 	require.Len(t, compiles, 1)
 	require.Equal(t, "app:1:compile", compiles[0].ID)
 
 	require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})))
 	require.NoError(t, b.runner.handle(ctx, task(steps.Gate, steps.Payload{RunID: id, Gate: "unit"})))
 	require.NoError(t, b.runner.handle(ctx, task(steps.Gate, steps.Payload{RunID: id, Gate: "unit"})))
-	gates := pending(t, b, "gate")
+	gates := pendingOf(t, b, steps.Gate)
 	require.Len(t, gates, 2, "gate 0 (enqueued by compile) and gate 1, each once")
 	r, err := b.store.Get(ctx, id)
 	require.NoError(t, err)
@@ -144,7 +163,7 @@ func TestPhaseOfFinishedRunEndsQuietly(t *testing.T) {
 	_, err := b.store.Abort(ctx, id, run.SummaryCanceled)
 	require.NoError(t, err)
 	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
-	require.Empty(t, pending(t, b, "compile"))
+	require.Empty(t, pendingOf(t, b, steps.Compile))
 	require.NoDirExists(t, b.runner.Layout.Worktree(id), "nothing was fetched")
 }
 
@@ -177,7 +196,7 @@ func TestCompileFailureSettlesWithoutRetry(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, run.ResultFailed, r.Result)
 	require.Equal(t, "main.c:3:5: error: expected ; before }", r.FailureSummary)
-	require.Empty(t, pending(t, b, "gate"))
+	require.Empty(t, pendingOf(t, b, steps.Gate))
 }
 
 // An infrastructure failure is retried; only the last retry fails the run,

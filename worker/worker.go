@@ -73,7 +73,16 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 			LogLevel:                 asynq.InfoLevel,
 		})
 	}
-	srv := server(conc, steps.PhaseQueues, cmp.Or(cfg.PollInterval, 10*time.Millisecond))
+	queues := steps.Queues(runner.Disk)
+	if legacy := legacyQueues(cfg.Redis, logger); len(legacy) > 0 {
+		for q := range queues {
+			queues[q]++
+		}
+		for _, q := range legacy {
+			queues[q] = 1 // after every other (asynq ignores priorities below 1)
+		}
+	}
+	srv := server(conc, queues, cmp.Or(cfg.PollInterval, 10*time.Millisecond))
 	sys := server(SystemConcurrency, map[string]int{steps.SystemQueue: 1}, SystemPollInterval)
 	mux := asynq.NewServeMux()
 	runner.Register(mux)
@@ -91,7 +100,7 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("start worker's system queue: %w", err)
 	}
-	logger.Info("worker started", "concurrency", conc, "queues", steps.PhaseQueues, "system_queue", steps.SystemQueue)
+	logger.Info("worker started", "name", runner.Name, "disk", runner.Disk, "concurrency", conc, "queues", queues, "system_queue", steps.SystemQueue)
 	ctx, stop := context.WithCancel(context.Background())
 	go janitor(ctx, runner, logger)
 	return &Worker{srv: srv, sys: sys, runner: runner, stopJanitor: stop, log: logger}, nil
@@ -117,6 +126,26 @@ func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
 		case <-t.C:
 		}
 	}
+}
+
+// legacyQueues are the queues of an older version's layout that still
+// hold tasks, so a worker started after an upgrade finishes them too.
+// Redis away at start: none; those tasks wait for the next start.
+func legacyQueues(redis asynq.RedisConnOpt, log *slog.Logger) []string {
+	insp := asynq.NewInspector(redis)
+	defer insp.Close()
+	var out []string
+	for _, q := range steps.LegacyQueues {
+		info, err := insp.GetQueueInfo(q)
+		if err != nil {
+			continue // asynq does not know it: nothing was ever queued there
+		}
+		if info.Pending+info.Active+info.Scheduled+info.Retry > 0 {
+			log.Warn("serving a queue of an older version until it is empty; restart the worker once it is", "queue", q, "tasks", info.Size)
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 // Shutdown stops taking phases, waits up to the shutdown timeout for the
