@@ -54,6 +54,12 @@ type Worker struct {
 // Start begins processing the phase queues with runner.
 func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 	logger := cmp.Or(cfg.Logger, slog.Default())
+	// This process's environment holds REDIS_URL, the tokens and the
+	// webhook secret: builds running as its uid must not read them from
+	// /proc/<pid>/environ (or its memory). Root's builds read them anyway.
+	if err := proc.Harden(); err != nil {
+		logger.Error("worker left dumpable: builds running as its user can read its environment", "err", err)
+	}
 	conc := cfg.Concurrency
 	if conc <= 0 {
 		conc = runtime.NumCPU()
