@@ -29,6 +29,7 @@ import (
 	"sando/metrics"
 	"sando/monitoring"
 	"sando/pipeline"
+	"sando/proc"
 	"sando/redisconn"
 	"sando/runstore"
 	"sando/runwatch"
@@ -90,9 +91,17 @@ func assemble(cfg config.Config, redisURL string) (*parts, error) {
 }
 
 func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker, error) {
+	var buildUser *proc.User
+	if cfg.BuildUser != "" {
+		u, err := tasks.BuildUser(context.Background(), cfg.BuildUser, p.layout)
+		if err != nil {
+			return nil, &ConfigError{err}
+		}
+		buildUser = u
+	}
 	runner := &tasks.Runner{
 		Store: p.store, Pipeline: p.pipeline, Layout: p.layout, Queue: p.queue,
-		Logger: log, BaseEnv: tasks.BaseEnv(nil), WebhookSecret: cfg.WebhookSecret,
+		Logger: log, BaseEnv: tasks.BaseEnv(nil), BuildUser: buildUser, WebhookSecret: cfg.WebhookSecret,
 		Metrics:   p.metrics,
 		Retention: tasks.Retention{Age: cfg.Retention, Runs: cfg.RetentionRuns},
 	}

@@ -35,6 +35,9 @@ type Runner struct {
 	Logger   *slog.Logger
 	// BaseEnv is what phase commands get from the worker (see BaseEnv).
 	BaseEnv []string
+	// BuildUser, when set, is whom phase commands run as (SANDO_BUILD_USER,
+	// see builduser.go); nil: as the worker.
+	BuildUser *proc.User
 	// WatchInterval is how often a running phase re-reads its run's result,
 	// so a cancel whose asynq message was lost still stops the build.
 	WatchInterval time.Duration
@@ -341,6 +344,9 @@ func (r *Runner) exec(ctx context.Context, cur *run.Run, stepName, script string
 		// or the worktree was removed: refetching is the fix, so retry.
 		return proc.Result{}, nil, fmt.Errorf("%s: worktree missing (is SANDO_DATA_DIR shared by all workers?): %w", stepName, err)
 	}
+	if err := r.handOver(cur.ID); err != nil {
+		return proc.Result{}, nil, fmt.Errorf("%s: %w", stepName, err)
+	}
 	logf, err := r.Layout.Create(cur.ID, stepName)
 	if err != nil {
 		return proc.Result{}, nil, err
@@ -348,7 +354,7 @@ func (r *Runner) exec(ctx context.Context, cur *run.Run, stepName, script string
 	defer logf.Close()
 	res, err := proc.Run(ctx, proc.Spec{
 		Args: []string{"sh", "-c", script}, Dir: dir, Output: logf, Timeout: timeout,
-		Env: phaseEnv(r.BaseEnv, r.Pipeline.Env, r.runVars(cur)),
+		Env: phaseEnv(r.phaseBase(), r.Pipeline.Env, r.runVars(cur)), User: r.BuildUser,
 	})
 	if err != nil || res.OK() {
 		return res, nil, err
