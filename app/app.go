@@ -30,6 +30,7 @@ import (
 	"sando/metrics"
 	"sando/monitoring"
 	"sando/pipeline"
+	"sando/proc"
 	"sando/redisconn"
 	"sando/runstore"
 	"sando/runwatch"
@@ -90,10 +91,18 @@ func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker
 		return nil, &ConfigError{fmt.Errorf("SANDO_DATA_DIR=%q: %w", p.layout.Root, err)}
 	}
 	host, _ := os.Hostname()
+	var buildUser *proc.User
+	if cfg.BuildUser != "" {
+		u, err := tasks.BuildUser(context.Background(), cfg.BuildUser, p.layout)
+		if err != nil {
+			return nil, &ConfigError{err}
+		}
+		buildUser = u
+	}
 	runner := &tasks.Runner{
 		Redis: p.conn.Client, Fleet: runstore.NewFleet(p.conn.Client), Layout: p.layout, Queue: p.queue,
 		Disk: disk, Name: host + ":" + p.layout.Root,
-		Logger: log, BaseEnv: tasks.BaseEnv(nil), WebhookSecret: cfg.WebhookSecret,
+		Logger: log, BaseEnv: tasks.BaseEnv(nil), BuildUser: buildUser, WebhookSecret: cfg.WebhookSecret,
 		Metrics:   p.metrics,
 		Retention: tasks.Retention{Age: cfg.Retention, Runs: cfg.RetentionRuns},
 	}

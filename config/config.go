@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"sando/proc"
 )
 
 // Config of cmd/api and cmd/worker. Flags override the environment.
@@ -25,6 +27,7 @@ type Config struct {
 	Token           string        // SANDO_TOKEN
 	ReadToken       string        // SANDO_READ_TOKEN
 	WebhookSecret   string        // SANDO_WEBHOOK_SECRET; signs webhook deliveries
+	BuildUser       string        // SANDO_BUILD_USER; a user name or uid phase commands run as; empty: the worker's
 	PollInterval    time.Duration // SANDO_POLL_INTERVAL
 	ShutdownTimeout time.Duration // SANDO_SHUTDOWN_TIMEOUT
 	LogLevel        string        // SANDO_LOG_LEVEL
@@ -83,6 +86,7 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	str(&c.Token, "SANDO_TOKEN")
 	str(&c.ReadToken, "SANDO_READ_TOKEN")
 	str(&c.WebhookSecret, "SANDO_WEBHOOK_SECRET")
+	str(&c.BuildUser, "SANDO_BUILD_USER")
 	str(&c.LogLevel, "SANDO_LOG_LEVEL")
 	if v := getenv("SANDO_RETENTION"); v != "" {
 		d, err := parseDays(v)
@@ -148,6 +152,7 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "phases one worker runs at once (SANDO_CONCURRENCY)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "idle worker's queue poll interval (SANDO_POLL_INTERVAL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running phases get on SIGTERM (SANDO_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.BuildUser, "build-user", c.BuildUser, "user name or uid phase commands run as (SANDO_BUILD_USER); empty: the worker's")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (SANDO_LOG_LEVEL)")
 	fs.BoolVar(&c.MonitoringReadOnly, "monitoring-readonly", c.MonitoringReadOnly, "Asynqmon at /monitoring/ without destructive actions (SANDO_MONITORING_READONLY)")
 	fs.BoolFunc("supersede", "a new /rebuild aborts older building runs: true or false (SANDO_SUPERSEDE; default true)", func(v string) error {
@@ -180,6 +185,11 @@ func (c Config) validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("SANDO_DATA_DIR: must not be empty"))
+	}
+	if c.BuildUser != "" {
+		if _, err := proc.LookupUser(c.BuildUser); err != nil {
+			errs = append(errs, fmt.Errorf("SANDO_BUILD_USER=%q: %w", c.BuildUser, err))
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -39,6 +39,10 @@ func TestEnvAndFlags(t *testing.T) {
 	require.True(t, c.MonitoringReadOnly)
 	require.False(t, c.Embedded())
 
+	c, err = load(map[string]string{"SANDO_BUILD_USER": "root"}, "-build-user", "0")
+	require.NoError(t, err)
+	require.Equal(t, "0", c.BuildUser, "a uid is a build user too; the flag wins")
+
 	c, err = load(map[string]string{"SANDO_ADDR": "127.0.0.1:1", "PORT": "9000"})
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1:1", c.Addr, "SANDO_ADDR wins over PORT")
@@ -64,6 +68,8 @@ func TestBadSettings(t *testing.T) {
 		{env: map[string]string{"SANDO_MONITORING_READONLY": "maybe"}, want: `SANDO_MONITORING_READONLY="maybe": want 1, true, 0 or false`},
 		{args: []string{"extra"}, want: `unexpected argument "extra" (settings are flags or environment variables)`},
 		{args: []string{"-addr", ""}, want: `SANDO_ADDR: must not be empty (e.g. :8080)`},
+		{env: map[string]string{"SANDO_BUILD_USER": "no-such-user-here"}, want: `SANDO_BUILD_USER="no-such-user-here": no user by that name or uid on this host`},
+		{args: []string{"-build-user", "4000000000"}, want: `SANDO_BUILD_USER="4000000000": no user by that name or uid on this host`},
 	}
 	for _, tt := range tests {
 		_, err := load(tt.env, tt.args...)

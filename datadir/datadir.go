@@ -24,6 +24,10 @@ import (
 //	<root>/logs/<run>/<step>.log
 //	<root>/stage/<run>/         SANDO_STAGE_DIR
 //	<root>/git-cache/           mirrors the worktrees borrow objects from
+//	<root>/home/<user>/         HOME of SANDO_BUILD_USER's phase commands
+//
+// Nothing secret is written here: a build may read all of it (see the
+// README's Guarantees).
 type Layout struct{ Root string }
 
 func (l Layout) id(run int64) string { return strconv.FormatInt(run, 10) }
@@ -37,6 +41,10 @@ func (l Layout) StageDir(run int64) string { return filepath.Join(l.Root, "stage
 // GitCache holds one mirror per repository (gitfetch.Options.Cache).
 // Worktrees borrow its objects: it must outlive them.
 func (l Layout) GitCache() string { return filepath.Join(l.Root, "git-cache") }
+
+// Home is the HOME phase commands get when they run as user (see
+// tasks.BuildUser), kept across runs.
+func (l Layout) Home(user string) string { return filepath.Join(l.Root, "home", user) }
 
 // LogsRoot is the only directory /logs serves from.
 func (l Layout) LogsRoot() string { return filepath.Join(l.Root, "logs") }

@@ -134,9 +134,16 @@ func (f *fleet) startWorker(name string) *binProc {
 // ready appears in its JSON log.
 func (f *fleet) start(name, bin, ready string) *binProc {
 	f.t.Helper()
-	p := &binProc{t: f.t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin)
-	p.cmd.Env = f.env
+	cmd := exec.Command(bin)
+	cmd.Env = f.env
+	return f.startCmd(name, cmd, ready)
+}
+
+// startCmd is start for a command the caller made (another user, another
+// environment).
+func (f *fleet) startCmd(name string, cmd *exec.Cmd, ready string) *binProc {
+	f.t.Helper()
+	p := &binProc{t: f.t, name: name, logs: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
 	stderr, err := p.cmd.StderrPipe()
 	require.NoError(f.t, err)
 	require.NoError(f.t, p.cmd.Start())

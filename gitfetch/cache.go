@@ -138,6 +138,9 @@ func openMirror(ctx context.Context, opts Options) (mirror, error) {
 	st, err := os.Stat(dir)
 	switch {
 	case err == nil && st.IsDir():
+		if st.Mode().Perm()&0o005 != 0o005 {
+			_ = os.Chmod(dir, 0o755) // made private by an older Sando: see below
+		}
 		return m, nil
 	case err == nil:
 		return m, fmt.Errorf("mirror %s is not a directory", dir)
@@ -155,6 +158,12 @@ func openMirror(ctx context.Context, opts Options) (mirror, error) {
 		return m, err
 	}
 	defer os.RemoveAll(tmp) // nothing left to remove once renamed
+	// Readable by all, as the worktrees are: a build running as
+	// SANDO_BUILD_USER reads its worktree's objects here (git log, git
+	// describe). MkdirTemp makes it private.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return m, err
+	}
 	g := git{opts: opts, dir: tmp}
 	g.opts.Log = nil
 	for _, args := range [][]string{

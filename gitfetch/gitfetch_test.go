@@ -155,6 +155,26 @@ func TestFetchCacheWorktreeHasHistory(t *testing.T) {
 	}
 }
 
+// The mirror is readable by every user, as the worktrees borrowing its
+// objects are: a build running as another user (SANDO_BUILD_USER) runs git
+// log there. One made private by an older version is opened up.
+func TestFetchCacheMirrorReadableByAll(t *testing.T) {
+	t.Parallel()
+	src, first, _ := repo(t)
+	cache := t.TempDir()
+	fetchOK(t, Options{Repo: src, Cache: cache}, Want{SHA: first}, first, "1.0.0")
+	mirror := filepath.Join(cache, mirrorName(src))
+	mode := func() fs.FileMode {
+		st, err := os.Stat(mirror)
+		require.NoError(t, err)
+		return st.Mode().Perm()
+	}
+	require.Equal(t, fs.FileMode(0o755), mode())
+	require.NoError(t, os.Chmod(mirror, 0o700))
+	fetchOK(t, Options{Repo: src, Cache: cache}, Want{SHA: first}, first, "1.0.0")
+	require.Equal(t, fs.FileMode(0o755), mode())
+}
+
 func TestFetchCacheConcurrent(t *testing.T) {
 	t.Parallel()
 	src, first, second := repo(t)

@@ -25,6 +25,11 @@ type Spec struct {
 	// Grace is how long the group has between SIGTERM and SIGKILL
 	// (default 2s).
 	Grace time.Duration
+	// User, when set, is whom the child runs as (user, primary group and,
+	// when this process is root, its supplementary groups); nil: as this
+	// process. Dir must be reachable by that user. Env is used as given:
+	// its HOME is the caller's to set.
+	User *User
 }
 
 // Result is how the child ended.
@@ -71,6 +76,11 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	cmd.Stdout = s.Output
 	cmd.Stderr = s.Output
 	cmd.SysProcAttr = sysProcAttr() // own group; on Linux, dies with the worker
+	if s.User != nil {
+		// The kernel clears a parent-death signal when credentials change;
+		// Go's fork sets it after the switch, so it holds for these too.
+		cmd.SysProcAttr.Credential = s.User.credential()
+	}
 	// On cancel, ask the whole group to stop; exec kills the leader after
 	// WaitDelay, and killGroup below takes care of the rest.
 	cmd.Cancel = func() error { return signalGroup(cmd, syscall.SIGTERM) }

@@ -38,11 +38,14 @@ type Runner struct {
 	// steps after a fetch go to its queue, where the worktree is.
 	Disk string
 	// Name names this worker in a run's phases ("host:/data/dir").
-	Name string
+	Name   string
 	Queue  steps.Enqueuer
 	Logger *slog.Logger
 	// BaseEnv is what phase commands get from the worker (see BaseEnv).
 	BaseEnv []string
+	// BuildUser, when set, is whom phase commands run as (SANDO_BUILD_USER,
+	// see builduser.go); nil: as the worker.
+	BuildUser *proc.User
 	// WatchInterval is how often a running phase re-reads its run's result,
 	// so a cancel whose asynq message was lost still stops the build.
 	WatchInterval time.Duration
@@ -355,13 +358,16 @@ func (r *Runner) exec(ctx context.Context, j *job, cur *run.Run, s steps.Step, s
 		// or the worktree was removed: refetching is the fix, so retry.
 		return proc.Result{}, nil, fmt.Errorf("%s: worktree missing (is SANDO_DATA_DIR shared by all workers?): %w", stepName, err)
 	}
+	if err := r.handOver(cur.ID); err != nil {
+		return proc.Result{}, nil, fmt.Errorf("%s: %w", stepName, err)
+	}
 	logw, path, closeLog, err := r.openLog(ctx, j, cur.ID, s)
 	if err != nil {
 		return proc.Result{}, nil, err
 	}
 	res, err := proc.Run(ctx, proc.Spec{
 		Args: []string{"sh", "-c", script}, Dir: dir, Output: logw, Timeout: timeout,
-		Env: phaseEnv(r.BaseEnv, j.p.Env, r.runVars(cur)),
+		Env: phaseEnv(r.phaseBase(), j.p.Env, r.runVars(cur)), User: r.BuildUser,
 	})
 	closeLog()
 	if err != nil || res.OK() {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -55,6 +56,16 @@ type Worker struct {
 // Start begins processing the phase queues with runner.
 func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 	logger := cmp.Or(cfg.Logger, slog.Default())
+	// This process's environment holds REDIS_URL, the tokens and the
+	// webhook secret: builds running as its uid must not read them from
+	// /proc/<pid>/environ (or its memory). Root's builds read them anyway:
+	// for a root worker only SANDO_BUILD_USER keeps them out.
+	if err := proc.Harden(); err != nil {
+		logger.Error("worker left dumpable: builds running as its user can read its environment", "err", err)
+	}
+	if runner.BuildUser == nil && os.Geteuid() == 0 {
+		logger.Warn("builds run as root and can read this worker's secrets; set SANDO_BUILD_USER to run them as another user")
+	}
 	conc := cfg.Concurrency
 	if conc <= 0 {
 		conc = runtime.NumCPU()
@@ -100,7 +111,12 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("start worker's system queue: %w", err)
 	}
-	logger.Info("worker started", "name", runner.Name, "disk", runner.Disk, "concurrency", conc, "queues", queues, "system_queue", steps.SystemQueue)
+	buildUser := "(the worker's)"
+	if runner.BuildUser != nil {
+		buildUser = runner.BuildUser.Name
+	}
+	logger.Info("worker started", "name", runner.Name, "disk", runner.Disk, "concurrency", conc, "queues", queues,
+		"system_queue", steps.SystemQueue, "build_user", buildUser)
 	ctx, stop := context.WithCancel(context.Background())
 	go janitor(ctx, runner, logger)
 	return &Worker{srv: srv, sys: sys, runner: runner, stopJanitor: stop, log: logger}, nil

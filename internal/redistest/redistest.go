@@ -8,8 +8,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +29,9 @@ type Server struct {
 	cmd  *exec.Cmd
 	dir  string
 	args []string
+	// password, when set, is required of clients (StartAuth); conf is the
+	// file that says so, the first argument.
+	password, conf string
 
 	mu sync.Mutex
 }
@@ -52,7 +57,7 @@ func Start(t testing.TB, extra ...string) *Server {
 // (a cluster node needs a second free port).
 func startWith(t testing.TB, extra func() ([]string, error)) *Server {
 	t.Helper()
-	s, err := launch(t.TempDir(), extra)
+	s, err := launch(&Server{dir: t.TempDir()}, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,14 +68,33 @@ func startWith(t testing.TB, extra func() ([]string, error)) *Server {
 // Launch is Start for a program with no testing.TB (the benchmarks): the
 // server keeps its files in dir, and the caller stops it.
 func Launch(dir string, extra ...string) (*Server, error) {
-	return launch(dir, func() ([]string, error) { return extra, nil })
+	return launch(&Server{dir: dir}, func() ([]string, error) { return extra, nil })
 }
 
-func launch(dir string, extra func() ([]string, error)) (*Server, error) {
+// StartAuth is Start for a server that requires password of its clients
+// (requirepass); URL and Client carry it. The password is written in a
+// config file the server reads, never on its command line, which every
+// user of the host can read in /proc/<pid>/cmdline.
+func StartAuth(t testing.TB, password string, extra ...string) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "auth.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("requirepass %q\n", password)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := launch(&Server{dir: dir, password: password, conf: conf}, func() ([]string, error) { return extra, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// launch starts s, whose dir (and password) are set.
+func launch(s *Server, extra func() ([]string, error)) (*Server, error) {
 	if _, err := exec.LookPath(Binary()); err != nil {
 		return nil, fmt.Errorf("redis-server not found (install it, or set REDIS_SERVER): %w", err)
 	}
-	s := &Server{dir: dir}
 	var lastErr error
 	for range 5 { // a free port can be taken between probe and bind
 		port, err := freePort()
@@ -87,6 +111,9 @@ func launch(dir string, extra func() ([]string, error)) (*Server, error) {
 			"--save", "", "--appendonly", "no", "--dir", s.dir,
 			"--maxmemory-policy", "noeviction", // asynq's keys must never be evicted
 		}, more...)
+		if s.conf != "" {
+			s.args = append([]string{s.conf}, s.args...) // a config file comes first
+		}
 		if lastErr = s.start(); lastErr == nil {
 			return s, nil
 		}
@@ -122,7 +149,7 @@ func (s *Server) start() error {
 	s.cmd = cmd
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if ping(s.Addr) == nil {
+		if ping(s.Addr, s.password) == nil {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -175,12 +202,18 @@ func (s *Server) signal(sig syscall.Signal) error {
 	return s.cmd.Process.Signal(sig)
 }
 
-// URL is the server's redis:// URL.
-func (s *Server) URL() string { return "redis://" + s.Addr }
+// URL is the server's redis:// URL, with its password if it has one.
+func (s *Server) URL() string {
+	u := url.URL{Scheme: "redis", Host: s.Addr}
+	if s.password != "" {
+		u.User = url.UserPassword("", s.password)
+	}
+	return u.String()
+}
 
 // Client returns a go-redis client closed when the test ends.
 func (s *Server) Client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -207,8 +240,9 @@ func freePort() (int, error) {
 }
 
 // ping speaks RESP directly so a half-started server is not mistaken for a
-// ready one (a loading server answers -LOADING).
-func ping(addr string) error {
+// ready one (a loading server answers -LOADING), after an AUTH when the
+// server has a password.
+func ping(addr, password string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	var d net.Dialer
@@ -218,15 +252,29 @@ func ping(addr string) error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
+	r := bufio.NewReader(c)
+	// call sends one command and wants a reply starting with want.
+	call := func(want string, args ...string) error {
+		req := fmt.Sprintf("*%d\r\n", len(args))
+		for _, a := range args {
+			req += fmt.Sprintf("$%d\r\n%s\r\n", len(a), a)
+		}
+		if _, err := c.Write([]byte(req)); err != nil {
+			return err
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, want) {
+			return fmt.Errorf("%s answered %q", args[0], strings.TrimSpace(line))
+		}
+		return nil
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
+	if password != "" {
+		if err := call("+OK", "AUTH", password); err != nil {
+			return err
+		}
 	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
-	}
-	return nil
+	return call("+PONG", "PING")
 }

@@ -2,6 +2,8 @@ package redistest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -48,4 +50,22 @@ func TestPersistentRestartKeepsData(t *testing.T) {
 	require.Error(t, impatient.Get(ctx, "k").Err(), "a paused server does not answer")
 	require.NoError(t, s.Resume())
 	require.Eventually(t, func() bool { return c.Get(ctx, "k").Val() == "v" }, 5*time.Second, 20*time.Millisecond)
+}
+
+// A server from StartAuth refuses clients without its password, takes the
+// ones with it (Client, URL), and shows the password on no command line.
+func TestStartAuth(t *testing.T) {
+	t.Parallel()
+	s := StartAuth(t, "pw-not-on-cmdline")
+	ctx := context.Background()
+	require.NoError(t, s.Client(t).Ping(ctx).Err())
+	anon := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer anon.Close()
+	require.ErrorContains(t, anon.Ping(ctx).Err(), "NOAUTH")
+	opt, err := redis.ParseURL(s.URL())
+	require.NoError(t, err)
+	require.Equal(t, "pw-not-on-cmdline", opt.Password)
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", s.PID()))
+	require.NoError(t, err)
+	require.NotContains(t, string(cmdline), "pw-not-on-cmdline")
 }
