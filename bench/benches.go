@@ -670,7 +670,7 @@ func (b *bench) longPoll(ctx context.Context) error {
 		idle.Samples = append(idle.Samples, float64(b.redis.Delta(before, after).Total())/window.Seconds())
 
 		t0 := time.Now()
-		if o, _, err := store.SetPhase(ctx, id, phases[rep], ""); err != nil || o != runstore.Applied {
+		if o, _, err := store.SetPhase(ctx, id, phases[rep], "", runstore.Where{}, ""); err != nil || o != runstore.Applied {
 			return fmt.Errorf("move run to %s: %v %v", phases[rep], o, err)
 		}
 		if err := wait(60 * time.Second); err != nil {

@@ -85,11 +85,12 @@ gates:
 	require.Equal(t, float64(second), st["deployed"].(map[string]any)["run_id"])
 	require.Len(t, s.get("/runs").json(t)["runs"], 4)
 	names := queueNames(t, s.mon("GET", "/monitoring/api/queues", nil))
-	for _, q := range []string{"fetch", "compile", "gate"} {
+	disk := diskQueue(t, s.dataDir)
+	for _, q := range []string{"fetch", disk} {
 		require.Contains(t, names, q)
 	}
 	metrics := string(s.get("/metrics").body)
-	require.Contains(t, metrics, `asynq_queue_size{queue="gate"}`)
+	require.Contains(t, metrics, `asynq_queue_size{queue="`+disk+`"}`)
 	require.Contains(t, metrics, "sando_runs_building 0")
 
 	// The data really is spread: Sando's keys in one slot, the queues in

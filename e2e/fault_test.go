@@ -323,7 +323,8 @@ gates:
 
 	// Skip asynq's 60 s of waiting; then a replacement worker's start-up
 	// recovery hands the gate to a live worker.
-	expireLease(t, rs.Client(t), "gate", "app:"+strconv.Itoa(id)+":gate-unit")
+	disk := diskQueue(t, f.dataDir)
+	expireLease(t, rs.Client(t), disk, "app:"+strconv.Itoa(id)+":gate-unit")
 	c := f.startWorker("worker-c")
 	m = f.waitRun(id, 30*time.Second, "terminal", func(m map[string]any) bool { return m["result"] != "building" })
 	require.Equal(t, "passed", m["result"], "view: %v", m)
@@ -331,7 +332,7 @@ gates:
 	require.Equal(t, map[string]any{"unit": "passed", "smoke": "passed"}, gatesOf(m))
 
 	_, insp := asynqOf(t, asynq.RedisClientOpt{Addr: rs.Addr})
-	ids := taskIDs(t, insp, "fetch", "compile", "gate")
+	ids := taskIDs(t, insp, "fetch", disk)
 	for _, step := range []string{"fetch", "compile", "gate-unit", "gate-smoke"} {
 		require.Equal(t, 1, ids[fmt.Sprintf("app:%d:%s", id, step)], "task %s: %v", step, ids)
 	}
@@ -385,10 +386,11 @@ gates:
 
 	// asynq hands the compile back (here at once): it finds the run
 	// finished and ends without running anything.
-	expireLease(t, rdb, "compile", fmt.Sprintf("app:%d:compile", id))
+	disk := diskQueue(t, f.dataDir)
+	expireLease(t, rdb, disk, fmt.Sprintf("app:%d:compile", id))
 	f.startWorker("worker-c")
 	require.Eventually(t, func() bool {
-		done, err := insp.ListCompletedTasks("compile")
+		done, err := insp.ListCompletedTasks(disk)
 		return err == nil && len(done) == 1
 	}, 20*time.Second, 50*time.Millisecond, "the handed-back compile never completed")
 	m = f.get(fmt.Sprintf("/runs/%d", id)).json(t)

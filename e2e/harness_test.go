@@ -25,6 +25,7 @@ import (
 	"sando/app"
 	"sando/config"
 	"sando/internal/redistest"
+	"sando/steps"
 )
 
 // project is a throwaway git repository.
@@ -232,3 +233,16 @@ func gatesOf(m map[string]any) map[string]any {
 }
 
 func writeFile(path string) error { return os.WriteFile(path, []byte("x"), 0o644) }
+
+// diskQueue is the queue of the steps after the fetch of runs fetched on
+// dataDir (whose id the first worker there wrote in disk-id).
+func diskQueue(t *testing.T, dataDir string) string {
+	t.Helper()
+	var id []byte
+	require.Eventually(t, func() bool {
+		var err error
+		id, err = os.ReadFile(filepath.Join(dataDir, "disk-id"))
+		return err == nil && len(bytes.TrimSpace(id)) > 0
+	}, 10*time.Second, 10*time.Millisecond, "no worker wrote %s/disk-id", dataDir)
+	return steps.DiskQueue(string(bytes.TrimSpace(id)))
+}

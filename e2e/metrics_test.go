@@ -80,8 +80,8 @@ gates:
 		{"sando_http_request_duration_seconds", map[string]string{"route": "/runs/:id", "method": "GET", "status": "200"}},
 		{"sando_http_request_duration_seconds", map[string]string{"route": "/rebuild", "method": "POST", "status": "202"}},
 		{"sando_longpoll_waiters", nil},
-		{"asynq_queue_size", map[string]string{"queue": "compile"}},
-		{"asynq_tasks_enqueued_total", map[string]string{"queue": "gate", "state": "archived"}},
+		{"asynq_queue_size", map[string]string{"queue": "fetch"}},
+		{"asynq_tasks_enqueued_total", map[string]string{"queue": diskQueue(t, s.dataDir), "state": "archived"}},
 	}
 	// A worker counts a run right after its terminal write: scrape until
 	// the last one is in.

@@ -45,7 +45,7 @@ func TestThousandTerminalWritersOneWinner(t *testing.T) {
 		c, err := store.Create(ctx, runstore.CreateRequest{NoSupersede: true})
 		require.NoError(t, err)
 		id := c.ID
-		_, _, err = store.SetPhase(ctx, id, run.PhaseCompiling, "task")
+		_, _, err = store.SetPhase(ctx, id, run.PhaseCompiling, "task", runstore.Where{}, "")
 		require.NoError(t, err)
 		seen, err := store.Get(ctx, id)
 		require.NoError(t, err)

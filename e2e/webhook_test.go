@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"sando/run"
 	"sando/runstore"
+	"sando/steps"
 	"sando/tasks"
 )
 
@@ -118,6 +120,13 @@ webhooks:
 
 	ctx := context.Background()
 	rdb := s.redis.Client(t)
+	q, insp := asynqOf(t, asynq.RedisClientOpt{Addr: s.redis.Addr})
+	// The worker sweeps once as it starts: let that sweep be over, or it
+	// might be the one that finds the run in the outbox below.
+	require.Eventually(t, func() bool {
+		done, err := insp.ListCompletedTasks(steps.SystemQueue)
+		return err == nil && slices.ContainsFunc(done, func(ti *asynq.TaskInfo) bool { return ti.Type == tasks.TypeJanitor })
+	}, 20*time.Second, 20*time.Millisecond, "the worker's start-up sweep")
 	store := runstore.New(rdb, "default", runstore.WithWebhooks(true))
 	won, err := store.Abort(ctx, int64(id), run.SummaryCanceled)
 	require.NoError(t, err)
@@ -130,7 +139,6 @@ webhooks:
 	attempts, _ := rc.snapshot()
 	require.Zero(t, attempts, "nobody announced the run")
 
-	q, _ := asynqOf(t, asynq.RedisClientOpt{Addr: s.redis.Addr})
 	require.NoError(t, tasks.EnqueueJanitor(ctx, q, time.Now().Add(time.Hour)))
 	require.Eventually(t, func() bool {
 		_, d := rc.snapshot()

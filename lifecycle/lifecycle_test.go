@@ -91,7 +91,7 @@ func TestStartSupersedes(t *testing.T) {
 	ctx := context.Background()
 	first, err := b.life.Start(ctx, runstore.CreateRequest{})
 	require.NoError(t, err)
-	_, _, err = b.store.SetPhase(ctx, first.ID, run.PhaseFetching, "app:1:fetch")
+	_, _, err = b.store.SetPhase(ctx, first.ID, run.PhaseFetching, "app:1:fetch", runstore.Where{}, "")
 	require.NoError(t, err)
 
 	second, err := b.life.Start(ctx, runstore.CreateRequest{})

@@ -3,7 +3,10 @@
 // It imports only the standard library so every other package can share it.
 package run
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // Phase is where a run is in the chain fetch → compile → stage → gate.
 type Phase string
@@ -74,9 +77,37 @@ type Run struct {
 	// pipeline.Marshal wrote it at the trigger; empty for runs made before
 	// definitions travelled with runs.
 	Definition string
+	// Disk and Worker are where the latest step ran: its worker's data dir
+	// id and name.
+	Disk, Worker string
+	// Phases are the phases the run has entered, in order.
+	Phases []PhaseRun
 	// ProgressAt is the last sign of life: a phase start or a running
 	// phase's heartbeat. The janitor fails runs whose progress stopped.
 	ProgressAt time.Time
+}
+
+// PhaseRun is one phase a run entered: when, on which worker, and the
+// log of its step (none for gating: each gate has its own).
+type PhaseRun struct {
+	Phase      Phase
+	StartedAt  time.Time
+	FinishedAt time.Time // the next phase's start, or the run's end; zero while in it
+	Worker     string
+	LogRef     string
+}
+
+// SortPhases puts phases in chain order and ends each where the next
+// begins, the last where the run finished (zero while building).
+func SortPhases(ps []PhaseRun, finished time.Time) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Phase.Rank() < ps[j].Phase.Rank() })
+	for i := range ps {
+		if i+1 < len(ps) {
+			ps[i].FinishedAt = ps[i+1].StartedAt
+		} else {
+			ps[i].FinishedAt = finished
+		}
+	}
 }
 
 // Elapsed is the time from start to finish, or to now while building.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -140,4 +141,25 @@ func (f *Fleet) forget(ctx context.Context, ids []int64) error {
 		fields[i] = strconv.FormatInt(id, 10)
 	}
 	return f.rdb.HDel(ctx, f.keys.RunPipeline(), fields...).Err()
+}
+
+// Beat records that a worker on data dir disk is alive now.
+func (f *Fleet) Beat(ctx context.Context, disk string, now time.Time) error {
+	if err := f.rdb.ZAdd(ctx, f.keys.Disks(), redis.Z{Score: float64(now.UnixMilli()), Member: disk}).Err(); err != nil {
+		return fmt.Errorf("worker heartbeat: %w", err)
+	}
+	return nil
+}
+
+// LastSeen is when a worker on data dir disk last said it was alive; zero
+// if none ever did.
+func (f *Fleet) LastSeen(ctx context.Context, disk string) (time.Time, error) {
+	ms, err := f.rdb.ZScore(ctx, f.keys.Disks(), disk).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("last seen of %s: %w", disk, err)
+	}
+	return time.UnixMilli(int64(ms)), nil
 }

@@ -94,3 +94,13 @@ func (FleetKeys) Pipelines() string { return fleetPrefix + "pipelines" }
 
 // Events is the pub/sub channel every run write publishes the run id on.
 func (FleetKeys) Events() string { return fleetPrefix + "events" }
+
+// Disks is the sorted set of data dir ids by the last time a worker on
+// that dir said it was alive (unix ms): the janitor's lost-worker check.
+func (FleetKeys) Disks() string { return fleetPrefix + "disks" }
+
+// Suspects is the hash run id → the progress_at the janitor saw when it
+// first found the run's worker silent; the next sweep fails the run only
+// if it has not moved since, so a Redis outage (which silences every
+// worker at once) never fails a run.
+func (k Keys) Suspects() string { return k.prefix + "suspects" }

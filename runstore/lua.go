@@ -35,6 +35,7 @@ local BUILDING, ABORTED, FAILED, PASSED = ` +
 local QUEUED, DONE = ` + strconv.Quote(string(run.PhaseQueued)) + `, ` + strconv.Quote(string(run.PhaseDone)) + `
 local BLOCKED = ` + strconv.Quote(string(run.GateBlocked)) + `
 local GATE_PREFIX, GATE_SEP = ` + strconv.Quote(gatePrefix) + `, ` + strconv.Quote(gateValSep) + `
+local PHASE_PREFIX = ` + strconv.Quote(phasePrefix) + `
 
 -- gatefield is part n (1: status, 2: log ref, 3: run id, 4: started,
 -- 5: finished) of an encoded gate, "" when absent.

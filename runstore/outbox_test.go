@@ -52,7 +52,7 @@ func TestOutboxRecordsWonTerminalWrites(t *testing.T) {
 		require.Empty(t, outbox(t, b, s), "a lost settle does not put a delivered run back")
 
 		stalled := create(t, s, runstore.CreateRequest{NoSupersede: true})
-		_, _, err = s.SetPhase(ctx, stalled, run.PhaseCompiling, "t")
+		_, _, err = s.SetPhase(ctx, stalled, run.PhaseCompiling, "t", runstore.Where{}, "")
 		require.NoError(t, err)
 		r, err := s.Get(ctx, stalled)
 		require.NoError(t, err)

@@ -2,6 +2,7 @@ package runstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -46,7 +47,7 @@ func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, raw := range ids {
 			nums[i], _ = strconv.ParseInt(raw, 10, 64)
-			cmds[i] = p.HMGet(ctx, s.keys.Run(nums[i]), fResult, fPhase, fProgress, fStarted, fDef)
+			cmds[i] = p.HMGet(ctx, s.keys.Run(nums[i]), fResult, fPhase, fProgress, fStarted, fDef, fDisk, fWorker)
 		}
 		return nil
 	})
@@ -56,11 +57,12 @@ func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
 	out := make([]*run.Run, 0, len(ids))
 	for i, c := range cmds {
 		v := c.Val()
-		if len(v) < 5 || v[0] == nil {
+		if len(v) < 7 || v[0] == nil {
 			continue
 		}
 		str := func(x any) string { s, _ := x.(string); return s }
-		r := &run.Run{ID: nums[i], Pipeline: s.pipeline, Result: run.Result(str(v[0])), Phase: run.Phase(str(v[1])), Definition: str(v[4])}
+		r := &run.Run{ID: nums[i], Pipeline: s.pipeline, Result: run.Result(str(v[0])), Phase: run.Phase(str(v[1])), Definition: str(v[4]),
+			Disk: str(v[5]), Worker: str(v[6])}
 		r.ProgressAt, _ = time.Parse(time.RFC3339Nano, str(v[2]))
 		r.StartedAt, _ = time.Parse(time.RFC3339Nano, str(v[3]))
 		if r.Result == run.ResultBuilding {
@@ -151,4 +153,35 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([
 		return ids, fmt.Errorf("prune runs: %w", err)
 	}
 	return ids, nil
+}
+
+// Suspect records that the janitor found run id's worker silent with the
+// run's progress at seen, and reports whether it had already, at the same
+// progress: then the run is lost.
+func (s *Store) Suspect(ctx context.Context, id int64, seen time.Time) (bool, error) {
+	stamp := seen.UTC().Format(timeLayout)
+	field := strconv.FormatInt(id, 10)
+	prev, err := s.rdb.HGet(ctx, s.keys.Suspects(), field).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("suspect run %d: %w", id, err)
+	}
+	if prev == stamp {
+		return true, nil
+	}
+	if err := s.rdb.HSet(ctx, s.keys.Suspects(), field, stamp).Err(); err != nil {
+		return false, fmt.Errorf("suspect run %d: %w", id, err)
+	}
+	return false, nil
+}
+
+// Clear drops run ids from the janitor's suspects.
+func (s *Store) Clear(ctx context.Context, ids ...int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	fields := make([]string, len(ids))
+	for i, id := range ids {
+		fields[i] = strconv.FormatInt(id, 10)
+	}
+	return s.rdb.HDel(ctx, s.keys.Suspects(), fields...).Err()
 }

@@ -179,8 +179,12 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 }
 
 // phaseScript moves a building run to a phase, records the asynq task
-// now running it (the one a cancel must reach), and returns the run: the
-// phase needs it, and reading it here saves a round trip per phase.
+// now running it (the one a cancel must reach) and where it runs (the
+// data dir, for the janitor's lost-worker check, and the worker, for the
+// run's phases), and returns the run: the phase needs it, and reading it
+// here saves a round trip per phase. Entering a phase records its start
+// ("phase:<phase>" = started, worker, log ref); re-entering it (a
+// redelivered task, another gate) records the worker now running it.
 //
 // KEYS[1] run hash
 // ARGV[1] new phase
@@ -188,7 +192,10 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // ARGV[3] events channel
 // ARGV[4] run id
 // ARGV[5] now (RFC 3339): the run's progress_at
-// ARGV[6..] phases the run may be in for the write to apply
+// ARGV[6] data dir id of the worker
+// ARGV[7] worker name
+// ARGV[8] log ref of the phase's step ("" for gating: each gate has its own)
+// ARGV[9..] phases the run may be in for the write to apply
 //
 // Returns {-1} no such run, else {code, field, value, ...} with the run's
 // hash after the write: code 0 run is terminal, 1 applied, 2 run is past
@@ -200,13 +207,14 @@ local code = 2
 if cur[1] ~= BUILDING then
   code = 0
 else
-  for i = 6, #ARGV do
+  for i = 9, #ARGV do
     if ARGV[i] == cur[2] then
-      if ARGV[2] ~= "" then
-        redis.call("HSET", KEYS[1], "phase", ARGV[1], "progress_at", ARGV[5], "task_id", ARGV[2])
-      else
-        redis.call("HSET", KEYS[1], "phase", ARGV[1], "progress_at", ARGV[5])
-      end
+      redis.call("HSET", KEYS[1], "phase", ARGV[1], "progress_at", ARGV[5], "disk", ARGV[6], "worker", ARGV[7])
+      if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "task_id", ARGV[2]) end
+      local pf = PHASE_PREFIX .. ARGV[1]
+      local started = gatefield(redis.call("HGET", KEYS[1], pf), 1)
+      if started == "" then started = ARGV[5] end
+      redis.call("HSET", KEYS[1], pf, table.concat({started, ARGV[7], ARGV[8]}, GATE_SEP))
       redis.call("PUBLISH", ARGV[3], ARGV[4])
       code = 1
       break
@@ -218,15 +226,20 @@ table.insert(out, 1, code)
 return out
 `)
 
+// Where is the worker running a step: its data dir's id and its name.
+type Where struct{ Disk, Worker string }
+
 // SetPhase moves a building run forward to phase (or re-enters the phase
-// it is in, for a redelivered task). It never moves a run backwards or
-// touches a finished one. It returns the run as it is after the write.
-func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID string) (Outcome, *run.Run, error) {
+// it is in, for a redelivered task), run by the task taskID of the worker
+// at w, whose step writes the log logRef ("" for none). It never moves a
+// run backwards or touches a finished one. It returns the run as it is
+// after the write.
+func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID string, w Where, logRef string) (Outcome, *run.Run, error) {
 	from := run.AdvanceFrom(phase)
 	if len(from) == 0 {
 		return 0, nil, fmt.Errorf("set phase of run %d: %q is not a phase a run advances to", id, phase)
 	}
-	args := []any{string(phase), taskID, s.keys.Events(), id, s.stamp()}
+	args := []any{string(phase), taskID, s.keys.Events(), id, s.stamp(), w.Disk, w.Worker, logRef}
 	for _, p := range from {
 		args = append(args, string(p))
 	}

@@ -187,8 +187,12 @@ const (
 	fPipeline  = "pipeline"
 	fDef       = "def"         // the pipeline definition the run is built with
 	fProgress  = "progress_at" // last sign of life: phase start or heartbeat
+	fDisk      = "disk"        // the data dir id of the worker that ran the latest step
+	fWorker    = "worker"      // and its name
 	gatePrefix = "gate:"
-	gateValSep = "\t"
+	// phasePrefix: one field per phase entered, "started\tworker\tlog_ref".
+	phasePrefix = "phase:"
+	gateValSep  = "\t"
 )
 
 func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
@@ -202,6 +206,8 @@ func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
 		FailureSummary: m[fSummary],
 		TaskID:         m[fTask],
 		Pipeline:       cmp.Or(m[fPipeline], s.pipeline), // older runs did not name theirs
+		Disk:           m[fDisk],
+		Worker:         m[fWorker],
 		Definition:     m[fDef],
 		Gates:          []run.Gate{},
 	}
@@ -212,8 +218,12 @@ func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
 		if kind, ok := strings.CutPrefix(f, gatePrefix); ok {
 			r.Gates = append(r.Gates, decodeGate(kind, v))
 		}
+		if phase, ok := strings.CutPrefix(f, phasePrefix); ok {
+			r.Phases = append(r.Phases, decodePhase(run.Phase(phase), v))
+		}
 	}
 	sortGates(r.Gates)
+	run.SortPhases(r.Phases, r.FinishedAt)
 	return r
 }
 
@@ -233,6 +243,20 @@ func decodeGate(kind, v string) run.Gate {
 		g.FinishedAt, _ = time.Parse(time.RFC3339Nano, parts[4])
 	}
 	return g
+}
+
+// A phase entered is stored as "started_at\tworker\tlog_ref".
+func decodePhase(phase run.Phase, v string) run.PhaseRun {
+	parts := strings.SplitN(v, gateValSep, 3)
+	p := run.PhaseRun{Phase: phase}
+	p.StartedAt, _ = time.Parse(time.RFC3339Nano, parts[0])
+	if len(parts) > 1 {
+		p.Worker = parts[1]
+	}
+	if len(parts) > 2 {
+		p.LogRef = parts[2]
+	}
+	return p
 }
 
 func sortGates(g []run.Gate) {

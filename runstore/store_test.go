@@ -101,7 +101,7 @@ func TestUnknownID(t *testing.T) {
 		ctx := context.Background()
 		_, err := b.store.Get(ctx, 42)
 		require.ErrorIs(t, err, runstore.ErrNotFound)
-		_, _, err = b.store.SetPhase(ctx, 42, run.PhaseFetching, "")
+		_, _, err = b.store.SetPhase(ctx, 42, run.PhaseFetching, "", runstore.Where{}, "")
 		require.ErrorIs(t, err, runstore.ErrNotFound)
 		_, err = b.store.Fail(ctx, 42, "x")
 		require.ErrorIs(t, err, runstore.ErrNotFound)
@@ -118,7 +118,7 @@ func TestPhaseAndVersionAdvanceThenPass(t *testing.T) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
 		for _, p := range []run.Phase{run.PhaseFetching, run.PhaseCompiling, run.PhaseStaging, run.PhaseGating} {
-			o, got, err := b.store.SetPhase(ctx, id, p, fmt.Sprintf("%d:%s", id, p))
+			o, got, err := b.store.SetPhase(ctx, id, p, fmt.Sprintf("%d:%s", id, p), runstore.Where{}, "")
 			require.NoError(t, err)
 			require.Equal(t, runstore.Applied, o, p)
 			r, err := b.store.Get(ctx, id)
@@ -157,13 +157,13 @@ func TestPhaseNeverMovesBack(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		_, _, err := b.store.SetPhase(ctx, id, run.PhaseGating, "")
+		_, _, err := b.store.SetPhase(ctx, id, run.PhaseGating, "", runstore.Where{}, "")
 		require.NoError(t, err)
-		o, got, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "late")
+		o, got, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "late", runstore.Where{}, "")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Stale, o)
 		require.Equal(t, run.PhaseGating, got.Phase, "a stale write returns the run unchanged")
-		o, _, err = b.store.SetPhase(ctx, id, run.PhaseGating, "redelivered")
+		o, _, err = b.store.SetPhase(ctx, id, run.PhaseGating, "redelivered", runstore.Where{}, "")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Applied, o, "re-entering the current phase is allowed")
 		r, err := b.store.Get(ctx, id)
@@ -208,7 +208,7 @@ func TestWritesAfterTerminalAreNoOps(t *testing.T) {
 		before, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
 
-		o, got, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t")
+		o, got, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t", runstore.Where{}, "")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Finished, o)
 		require.Equal(t, before, got, "a finished run comes back as it is")
@@ -298,7 +298,7 @@ func TestSupersede(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		first := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		_, _, err := b.store.SetPhase(ctx, first, run.PhaseCompiling, "1:compile")
+		_, _, err := b.store.SetPhase(ctx, first, run.PhaseCompiling, "1:compile", runstore.Where{}, "")
 		require.NoError(t, err)
 		second := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
 		done := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
@@ -437,7 +437,7 @@ func TestHeartbeatAndExpire(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
-		_, _, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t")
+		_, _, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t", runstore.Where{}, "")
 		require.NoError(t, err)
 		before, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
@@ -612,5 +612,36 @@ func TestTerminalWriteBlocksRunningGates(t *testing.T) {
 			{Kind: "lint", Status: run.GateBlocked, RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
 			{Kind: "unit", Status: run.GateFailed, RunID: id, StartedAt: t0, FinishedAt: t0.Add(time.Second)},
 		}, r.Gates)
+	})
+}
+
+// The run's phases: each phase entered, when, on which worker, with its
+// step's log; each ends where the next begins, the last with the run.
+func TestPhasesRecorded(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{})
+		t0 := b.clock.Now()
+		a, c := runstore.Where{Disk: "d1", Worker: "a:/data"}, runstore.Where{Disk: "d2", Worker: "c:/data"}
+		_, _, err := b.store.SetPhase(ctx, id, run.PhaseFetching, "t", a, "1/fetch.log")
+		require.NoError(t, err)
+		b.clock.Add(time.Second)
+		_, _, err = b.store.SetPhase(ctx, id, run.PhaseGating, "t", a, "")
+		require.NoError(t, err)
+		b.clock.Add(time.Second)
+		_, got, err := b.store.SetPhase(ctx, id, run.PhaseGating, "t2", c, "") // a redelivered gate, elsewhere
+		require.NoError(t, err)
+		require.Equal(t, "d2", got.Disk)
+		require.Equal(t, []run.PhaseRun{
+			{Phase: run.PhaseFetching, StartedAt: t0, FinishedAt: t0.Add(time.Second), Worker: "a:/data", LogRef: "1/fetch.log"},
+			{Phase: run.PhaseGating, StartedAt: t0.Add(time.Second), Worker: "c:/data"},
+		}, got.Phases)
+		b.clock.Add(time.Second)
+		_, err = b.store.Pass(ctx, id)
+		require.NoError(t, err)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, t0.Add(3*time.Second), r.Phases[1].FinishedAt, "the last phase ends with the run")
 	})
 }

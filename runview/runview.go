@@ -31,6 +31,27 @@ type Run struct {
 	FinishedAt     *string    `json:"finished_at"`
 	FailureSummary *string    `json:"failure_summary"`
 	Gates          []Gate     `json:"gates"`
+	Phases         []Phase    `json:"phases"`
+}
+
+// Phase is one phase the run entered: when, for how long, on which worker
+// (so an operator knows where a staged artifact is), and its step's log.
+type Phase struct {
+	Phase      run.Phase `json:"phase"`
+	StartedAt  *string   `json:"started_at"`
+	FinishedAt *string   `json:"finished_at"` // null while the run is in it
+	Worker     *string   `json:"worker"`
+	LogRef     *string   `json:"log_ref"` // null for gating: each gate has its own
+}
+
+// Phases renders the phases a run entered, in order.
+func Phases(ps []run.PhaseRun) []Phase {
+	out := make([]Phase, len(ps))
+	for i, p := range ps {
+		out[i] = Phase{Phase: p.Phase, StartedAt: Time(p.StartedAt), FinishedAt: Time(p.FinishedAt),
+			Worker: Nullable(p.Worker), LogRef: Nullable(p.LogRef)}
+	}
+	return out
 }
 
 // Summary is a run in GET /runs: the run view plus its URL.
@@ -107,7 +128,7 @@ func Of(r *run.Run) Run {
 	return Run{
 		RunID: r.ID, Pipeline: r.Pipeline, SHA: Nullable(r.SHA), Ref: Nullable(r.Ref), Version: Nullable(r.Version),
 		Phase: r.Phase, Result: r.Result, StartedAt: started, FinishedAt: Time(r.FinishedAt),
-		FailureSummary: FailureSummary(r), Gates: Gates(r.Gates),
+		FailureSummary: FailureSummary(r), Gates: Gates(r.Gates), Phases: Phases(r.Phases),
 	}
 }
 

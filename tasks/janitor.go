@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,18 @@ const deadlineMargin = 2 * time.Minute
 
 // queuedDeadline is how long a run may wait for a worker to take it.
 const queuedDeadline = time.Hour
+
+// lostAfter is how long a run's step and every worker on its data dir may
+// be silent before the janitor suspects the worker is gone for good (a
+// worker beats every BeatInterval, a running step every 2 s). A suspect
+// still silent, at the same progress, one sweep later is failed: within
+// about two minutes of the loss, whatever the phase's timeout. A worker
+// that shares the data dir keeps it alive, and asynq's lease recovery
+// hands it the step instead.
+const lostAfter = 45 * time.Second
+
+// BeatInterval is how often a worker records that its data dir is alive.
+const BeatInterval = 5 * time.Second
 
 // Deadline is how long a building run in phase may go without progress:
 // its longest step's timeout and a margin, or queuedDeadline for a run no
@@ -115,33 +128,50 @@ func (r *Runner) drainOutbox(ctx context.Context, name string, store *runstore.S
 	return errors.Join(errs...)
 }
 
-// expireStalled fails every building run whose last progress is older
-// than its phase's deadline under its own definition, with a summary
-// naming the phase that hung.
+// expireStalled fails every building run whose worker is lost (see
+// lostAfter), or whose last progress is older than its phase's deadline
+// under its own definition, with a summary naming the phase.
 func (r *Runner) expireStalled(ctx context.Context, name string, store *runstore.Store) error {
 	runs, err := store.Building(ctx)
 	if err != nil {
 		return err
 	}
 	now := r.now()
+	seen := map[string]time.Time{} // data dir → last beat, read once per sweep
+	var alive []int64
 	for _, cur := range runs {
 		since := cur.ProgressAt
 		if since.IsZero() {
 			since = cur.StartedAt
 		}
-		deadline := queuedDeadline // a run with no definition no worker can build: see Runner.open
-		if p, err := r.definition(cur.Definition); err == nil {
-			deadline = Deadline(p, cur.Phase)
-		}
 		idle := now.Sub(since)
-		if since.IsZero() || idle <= deadline {
+		summary := ""
+		lost, suspect, err := r.lost(ctx, store, cur, since, now, seen)
+		if err != nil {
+			return err
+		}
+		switch {
+		case lost != "":
+			summary = lost
+		case since.IsZero():
 			continue
+		default:
+			if !suspect {
+				alive = append(alive, cur.ID)
+			}
+			deadline := queuedDeadline // a run with no definition no worker can build: see Runner.open
+			if p, err := r.definition(cur.Definition); err == nil {
+				deadline = Deadline(p, cur.Phase)
+			}
+			if idle <= deadline {
+				continue
+			}
+			why := "worker lost?"
+			if cur.Phase == run.PhaseQueued {
+				why = "no worker took it?"
+			}
+			summary = fmt.Sprintf("%s: no progress for %s (%s)", cur.Phase, idle.Round(time.Second), why)
 		}
-		why := "worker lost?"
-		if cur.Phase == run.PhaseQueued {
-			why = "no worker took it?"
-		}
-		summary := fmt.Sprintf("%s: no progress for %s (%s)", cur.Phase, idle.Round(time.Second), why)
 		j, _, err := r.openID(ctx, steps.Payload{RunID: cur.ID, Pipeline: name})
 		if err != nil {
 			continue // open failed the run itself, or Redis is away: the next sweep looks again
@@ -150,9 +180,40 @@ func (r *Runner) expireStalled(ctx context.Context, name string, store *runstore
 		if err != nil {
 			return err
 		}
+		_ = store.Clear(ctx, cur.ID)
 		if won {
 			r.Logger.Warn("janitor failed a stalled run", "run_id", cur.ID, "pipeline", name, "phase", cur.Phase, "summary", summary)
 		}
 	}
-	return nil
+	return store.Clear(ctx, alive...)
+}
+
+// lost is the failure summary of a run whose worker is gone for good, or
+// "": its step and every worker on its data dir have been silent for
+// lostAfter, and were so at the previous sweep too, at the same progress.
+// suspect says the run is silent for the first time: the next sweep tells.
+func (r *Runner) lost(ctx context.Context, store *runstore.Store, cur *run.Run, since, now time.Time, seen map[string]time.Time) (summary string, suspect bool, err error) {
+	if cur.Disk == "" || cur.Phase == run.PhaseQueued || now.Sub(since) <= lostAfter {
+		return "", false, nil
+	}
+	last, ok := seen[cur.Disk]
+	if !ok {
+		if last, err = r.Fleet.LastSeen(ctx, cur.Disk); err != nil {
+			return "", false, err
+		}
+		seen[cur.Disk] = last
+	}
+	if now.Sub(last) <= lostAfter {
+		return "", false, nil // a worker on its disk lives: asynq hands it the step
+	}
+	again, err := store.Suspect(ctx, cur.ID, cur.ProgressAt)
+	if err != nil || !again {
+		return "", err == nil, err
+	}
+	silent := now.Sub(since)
+	if !last.IsZero() {
+		silent = min(silent, now.Sub(last))
+	}
+	return fmt.Sprintf("%s: worker lost (%s, silent for %s); rebuild to run it elsewhere",
+		cur.Phase, cmp.Or(cur.Worker, "data dir "+cur.Disk), silent.Round(time.Second)), false, nil
 }

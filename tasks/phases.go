@@ -63,6 +63,8 @@ type Runner struct {
 	defs     definitions
 }
 
+func (r *Runner) where() runstore.Where { return runstore.Where{Disk: r.Disk, Worker: r.Name} }
+
 func (r *Runner) now() time.Time {
 	if r.Now == nil {
 		return time.Now()
@@ -129,7 +131,11 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
-	o, cur, err := runstore.New(r.Redis, name).SetPhase(ctx, pl.RunID, k.Phase, taskID)
+	logRef := "" // a gate's log is its gate entry's
+	if k != steps.Gate {
+		logRef = datadir.LogRef(pl.RunID, k.Name)
+	}
+	o, cur, err := runstore.New(r.Redis, name).SetPhase(ctx, pl.RunID, k.Phase, taskID, r.where(), logRef)
 	switch {
 	case errors.Is(err, runstore.ErrNotFound):
 		log.Warn("task for unknown run dropped")

@@ -266,9 +266,9 @@ func TestJanitorFailsStalledRun(t *testing.T) {
 	ctx := context.Background()
 	stalled := newRun(t, b)
 	alive := newRun(t, b)
-	_, _, err := b.store.SetPhase(ctx, stalled, run.PhaseCompiling, "t")
+	_, _, err := b.store.SetPhase(ctx, stalled, run.PhaseCompiling, "t", runstore.Where{}, "")
 	require.NoError(t, err)
-	_, _, err = b.store.SetPhase(ctx, alive, run.PhaseCompiling, "t")
+	_, _, err = b.store.SetPhase(ctx, alive, run.PhaseCompiling, "t", runstore.Where{}, "")
 	require.NoError(t, err)
 	// The stalled run's last sign of life is older than compile's deadline.
 	old := time.Now().Add(-Deadline(b.pipeline, run.PhaseCompiling) - time.Minute).UTC()
@@ -327,4 +327,50 @@ func TestPruneRemovesRunsAndFiles(t *testing.T) {
 	_, err = b.store.Get(ctx, ids[2])
 	require.NoError(t, err, "the newest run is kept")
 	require.DirExists(t, b.runner.Layout.LogDir(ids[2]))
+}
+
+// A worker gone for good (no beat from its data dir, its step silent) has
+// its run failed within two sweeps, saying so; a run whose disk has a live
+// worker is left to asynq's recovery; a run that moved between the sweeps
+// (as every run does once Redis is back after an outage) is left alone.
+func TestJanitorFailsRunOfLostWorker(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	now := time.Now()
+	b.runner.Now = func() time.Time { return now }
+	progressAgo := func(id int64, d time.Duration) {
+		require.NoError(t, b.runner.Redis.HSet(ctx, b.store.Keys().Run(id), "progress_at",
+			now.Add(-d).UTC().Format("2006-01-02T15:04:05.000Z07:00")).Err())
+	}
+	atDisk := func(disk string) int64 {
+		id := newRun(t, b)
+		_, _, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t", runstore.Where{Disk: disk, Worker: "h:/" + disk}, "")
+		require.NoError(t, err)
+		progressAgo(id, time.Minute)
+		return id
+	}
+	lost, shared, moved := atDisk("gone"), atDisk("alive"), atDisk("gone")
+	require.NoError(t, b.runner.Fleet.Beat(ctx, "gone", now.Add(-2*time.Minute)))
+	require.NoError(t, b.runner.Fleet.Beat(ctx, "alive", now.Add(-time.Second)))
+	result := func(id int64) *run.Run {
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		return r
+	}
+
+	require.NoError(t, b.runner.sweep(ctx, nil))
+	for _, id := range []int64{lost, shared, moved} {
+		require.Equal(t, run.ResultBuilding, result(id).Result, "one silent sweep is not enough: run %d", id)
+	}
+	now = now.Add(JanitorInterval)
+	progressAgo(lost, time.Minute+JanitorInterval) // unchanged since the last sweep
+	progressAgo(shared, time.Minute+JanitorInterval)
+	progressAgo(moved, time.Minute) // it made progress between the sweeps
+	require.NoError(t, b.runner.sweep(ctx, nil))
+	r := result(lost)
+	require.Equal(t, run.ResultFailed, r.Result)
+	require.Equal(t, "compiling: worker lost (h:/gone, silent for 1m30s); rebuild to run it elsewhere", r.FailureSummary)
+	require.Equal(t, run.ResultBuilding, result(shared).Result, "a live worker on its disk recovers it")
+	require.Equal(t, run.ResultBuilding, result(moved).Result, "it moved: not lost")
 }

@@ -119,6 +119,7 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 		"system_queue", steps.SystemQueue, "build_user", buildUser)
 	ctx, stop := context.WithCancel(context.Background())
 	go janitor(ctx, runner, logger)
+	go beat(ctx, runner, logger)
 	return &Worker{srv: srv, sys: sys, runner: runner, stopJanitor: stop, log: logger}, nil
 }
 
@@ -135,6 +136,23 @@ func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
 		}
 		if err := tasks.EnqueuePrune(ctx, runner.Queue, now); err != nil && ctx.Err() == nil {
 			log.Warn("prune not enqueued", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// beat records that this worker's data dir is alive, every
+// tasks.BeatInterval, for the janitor's lost-worker check.
+func beat(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
+	t := time.NewTicker(tasks.BeatInterval)
+	defer t.Stop()
+	for {
+		if err := runner.Fleet.Beat(ctx, runner.Disk, time.Now()); err != nil && ctx.Err() == nil {
+			log.Debug("heartbeat not recorded", "err", err) // Redis away: every worker is silent alike
 		}
 		select {
 		case <-ctx.Done():
