@@ -60,6 +60,16 @@ func (f *Fleet) PipelineOf(ctx context.Context, id int64) (string, error) {
 	return name, nil
 }
 
+// Adopted reports whether the fleet's counter exists: an API of this
+// version has started (Adopt) or made a run, so every run is indexed.
+func (f *Fleet) Adopted(ctx context.Context) (bool, error) {
+	n, err := f.rdb.Exists(ctx, f.keys.Seq()).Result()
+	if err != nil {
+		return false, fmt.Errorf("fleet counter: %w", err)
+	}
+	return n == 1, nil
+}
+
 // Pipelines lists every pipeline that has had a run, sorted.
 func (f *Fleet) Pipelines(ctx context.Context) ([]string, error) {
 	names, err := f.rdb.SMembers(ctx, f.keys.Pipelines()).Result()
@@ -99,6 +109,7 @@ func (f *Fleet) Adopt(ctx context.Context, pipelines []string) error {
 	if err := f.rdb.SAdd(ctx, f.keys.Pipelines(), members...).Err(); err != nil {
 		return fmt.Errorf("adopt pipelines: %w", err)
 	}
+
 	for _, p := range pipelines {
 		k := NewKeys(p)
 		old, err := f.rdb.Get(ctx, k.Seq()).Int64()
@@ -127,6 +138,11 @@ func (f *Fleet) Adopt(ctx context.Context, pipelines []string) error {
 		if err := f.rdb.HSet(ctx, f.keys.RunPipeline(), index...).Err(); err != nil {
 			return fmt.Errorf("adopt pipeline %s: %w", p, err)
 		}
+	}
+	// Every old run is indexed: the counter exists from now on (Adopted),
+	// at 0 if nothing was carried over.
+	if err := f.rdb.IncrBy(ctx, f.keys.Seq(), 0).Err(); err != nil {
+		return fmt.Errorf("adopt pipelines: %w", err)
 	}
 	return nil
 }

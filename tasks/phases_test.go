@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -373,4 +374,29 @@ func TestJanitorFailsRunOfLostWorker(t *testing.T) {
 	require.Equal(t, "compiling: worker lost (h:/gone, silent for 1m30s); rebuild to run it elsewhere", r.FailureSummary)
 	require.Equal(t, run.ResultBuilding, result(shared).Result, "a live worker on its disk recovers it")
 	require.Equal(t, run.ResultBuilding, result(moved).Result, "it moved: not lost")
+}
+
+// Every worker tidies its own data dir: a pruned run's files go, a
+// finished run's worktree goes, a building run's stays.
+func TestTidy(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	ctx := context.Background()
+	building, finished := newRun(t, b), newRun(t, b)
+	_, err := b.store.Pass(ctx, finished)
+	require.NoError(t, err)
+	const pruned = 999 // no run of that id: retention took it
+	l := b.runner.Layout
+	for _, id := range []int64{building, finished, pruned} {
+		for _, dir := range []string{l.Worktree(id), l.LogDir(id), l.StageDir(id)} {
+			require.NoError(t, os.MkdirAll(dir, 0o755))
+		}
+	}
+	require.NoError(t, b.runner.Tidy(ctx))
+	require.DirExists(t, l.Worktree(building))
+	require.NoDirExists(t, l.Worktree(finished))
+	require.DirExists(t, l.LogDir(finished), "a kept run keeps its logs")
+	for _, dir := range []string{l.Worktree(pruned), l.LogDir(pruned), l.StageDir(pruned)} {
+		require.NoDirExists(t, dir)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -64,4 +66,60 @@ func (r *Runner) prune(ctx context.Context, _ *asynq.Task) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Tidy removes what this worker's data dir keeps of runs that are over:
+// the worktree of a finished run (its worker died before dropping it), and
+// the worktree, logs and staged artifacts of a run retention has pruned.
+// Every worker tidies its own data dir (the fleet's prune task runs on one
+// worker, whose disk may not be the one that built a run). Run ids whose
+// run Redis cannot answer for are left for the next time.
+func (r *Runner) Tidy(ctx context.Context) error {
+	ids := map[int64]bool{}
+	for _, dir := range []string{r.Layout.Worktree(0), r.Layout.LogDir(0), r.Layout.StageDir(0)} {
+		entries, err := os.ReadDir(filepath.Dir(dir))
+		if err != nil {
+			continue // nothing made there yet
+		}
+		for _, e := range entries {
+			if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && id > 0 {
+				ids[id] = true
+			}
+		}
+	}
+	// Until an API of this version has adopted the pipelines (Fleet.Adopt:
+	// the fleet's counter exists), runs of an older version are not in the
+	// fleet's index yet: not finding one there proves nothing.
+	adopted, err := r.Fleet.Adopted(ctx)
+	if err != nil {
+		return err
+	}
+	removed := 0
+	for id := range ids {
+		name, err := r.Fleet.PipelineOf(ctx, id)
+		if errors.Is(err, runstore.ErrNotFound) && adopted {
+			_ = os.RemoveAll(r.Layout.LogDir(id))
+			_ = os.RemoveAll(r.Layout.StageDir(id))
+			_ = os.RemoveAll(r.Layout.Worktree(id))
+			removed++
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, runstore.ErrNotFound) {
+				continue
+			}
+			return err
+		}
+		res, err := runstore.New(r.Redis, name).Result(ctx, id)
+		if errors.Is(err, runstore.ErrNotFound) || err == nil && res.Terminal() {
+			if _, serr := os.Stat(r.Layout.Worktree(id)); serr == nil {
+				r.Cleanup(id)
+				removed++
+			}
+		}
+	}
+	if removed > 0 {
+		r.Logger.Info("tidied the data dir of finished and pruned runs", "runs", removed, "data_dir", r.Layout.Root)
+	}
+	return nil
 }

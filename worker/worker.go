@@ -120,6 +120,7 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	go janitor(ctx, runner, logger)
 	go beat(ctx, runner, logger)
+	go tidy(ctx, runner, logger)
 	return &Worker{srv: srv, sys: sys, runner: runner, stopJanitor: stop, log: logger}, nil
 }
 
@@ -136,6 +137,22 @@ func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
 		}
 		if err := tasks.EnqueuePrune(ctx, runner.Queue, now); err != nil && ctx.Err() == nil {
 			log.Warn("prune not enqueued", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// tidy cleans this worker's data dir at start and every prune interval.
+func tidy(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
+	t := time.NewTicker(tasks.PruneInterval)
+	defer t.Stop()
+	for {
+		if err := runner.Tidy(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("data dir not tidied; retried later", "err", err)
 		}
 		select {
 		case <-ctx.Done():
