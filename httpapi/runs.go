@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,43 +11,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"sando/gitref"
 	"sando/runstore"
 	"sando/runview"
 )
-
-// rebuildRequest is the body of POST /rebuild; both fields are optional.
-type rebuildRequest struct {
-	SHA string `json:"sha"`
-	Ref string `json:"ref"`
-}
-
-func decodeRebuild(body []byte) (rebuildRequest, error) {
-	var req rebuildRequest
-	if len(bytes.TrimSpace(body)) == 0 {
-		return req, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, badRequest("body is not a JSON object {\"sha\", \"ref\"}: " + err.Error())
-	}
-	if dec.More() {
-		return req, badRequest("body has data after the JSON object")
-	}
-	if req.SHA != "" {
-		if err := gitref.CheckSHA(req.SHA); err != nil {
-			return req, badRequest("sha: " + err.Error())
-		}
-		req.SHA = strings.ToLower(req.SHA)
-	}
-	if req.Ref != "" {
-		if err := gitref.CheckRef(req.Ref); err != nil {
-			return req, badRequest("ref: " + err.Error())
-		}
-	}
-	return req, nil
-}
 
 // maxIdemKey bounds the Idempotency-Key header (it becomes a Redis key).
 const maxIdemKey = 255
