@@ -30,7 +30,8 @@ func (s *Server) logs(c *gin.Context) {
 	defer f.Close()
 	c.Header("Content-Type", "text/plain; charset=utf-8")
 	c.Header("X-Content-Type-Options", "nosniff")
-	if follow := c.Query("follow"); follow == "1" || follow == "true" {
+	// A HEAD asks for the headers of the log as it is: it never streams.
+	if follow := c.Query("follow"); (follow == "1" || follow == "true") && c.Request.Method == http.MethodGet {
 		s.follow(c, ref, f)
 		return
 	}

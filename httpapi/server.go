@@ -84,14 +84,14 @@ func (s *Server) Handler() http.Handler {
 	read := r.Group("/", s.auth(s.ReadToken))
 	write.POST("/rebuild", s.rebuild)
 	write.POST("/runs/:id/cancel", s.cancel)
-	read.GET("/runs/:id", s.getRun)
-	read.GET("/runs", s.listRuns)
-	read.GET("/state", s.state)
-	read.GET("/logs/*ref", s.logs)
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", s.readyz)
-	r.GET("/openapi.json", s.openapi)
-	r.GET("/metrics", gin.WrapH(s.Metrics.Handler()))
+	get(read, "/runs/:id", s.getRun)
+	get(read, "/runs", s.listRuns)
+	get(read, "/state", s.state)
+	get(read, "/logs/*ref", s.logs)
+	get(r, "/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	get(r, "/readyz", s.readyz)
+	get(r, "/openapi.json", s.openapi)
+	get(r, "/metrics", gin.WrapH(s.Metrics.Handler()))
 	if s.Extra != nil {
 		s.Extra(r)
 	}
@@ -100,6 +100,14 @@ func (s *Server) Handler() http.Handler {
 		writeProblem(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
 	return r
+}
+
+// get mounts h for GET and for HEAD: HEAD works wherever GET does (load
+// balancers probe with it). The handler runs as for a GET; net/http sends
+// the status and headers and drops the body.
+func get(r gin.IRoutes, path string, h gin.HandlerFunc) {
+	r.GET(path, h)
+	r.HEAD(path, h)
 }
 
 // observe times every request by route pattern (never the raw path, to
