@@ -114,8 +114,14 @@ func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker
 }
 
 // API serves the HTTP API until ctx ends, then drains in-flight requests.
-// ready, when set, is called with the bound address once it listens.
+// It serves every pipeline of SANDO_CONFIG (a file or a directory) and
+// re-reads them on SIGHUP. ready, when set, is called with the bound
+// address once it listens.
 func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(addr string)) error {
+	reg, err := loadPipelines(cfg.PipelinePath)
+	if err != nil {
+		return err
+	}
 	redisURL := cfg.RedisURL
 	if cfg.Embedded() {
 		log.Warn(EmbeddedNotice)
@@ -134,6 +140,10 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	defer p.close()
 	inspector := asynq.NewInspector(p.conn.Asynq)
 	defer inspector.Close()
+	fleet := runstore.NewFleet(p.conn.Client)
+	pl := &pipelines{reg: reg, fleet: fleet, metrics: p.metrics, log: log}
+	pl.adopt(ctx)
+	pl.reloadOnHUP(ctx)
 
 	if cfg.Embedded() {
 		w, err := p.startWorker(cfg, log.With("component", "worker"))
@@ -148,9 +158,9 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	defer stopHub()
 	drainCtx, drain := context.WithCancel(context.Background())
 	defer drain()
-	hub := runwatch.Start(hubCtx, p.conn.Client, p.store.Keys().Events(), log)
+	hub := runwatch.Start(hubCtx, p.conn.Client, runstore.FleetKeys{}.Events(), log)
 	api := &httpapi.Server{
-		Store: p.store, Pipeline: p.pipeline, Life: p.life(inspector, log),
+		Redis: p.conn.Client, Pipelines: reg.Current, Fleet: fleet, Queue: p.queue, Canceler: inspector,
 		Layout: p.layout, Logger: log, Token: cfg.Token, ReadToken: cfg.ReadToken,
 		Ping:     func(ctx context.Context) error { return p.conn.Client.Ping(ctx).Err() },
 		Watch:    hub,
@@ -159,14 +169,13 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 
 		NoSupersede: cfg.NoSupersede,
 	}
-	p.metrics.Pipelines([]string{p.pipeline.Name})
 	p.metrics.Register(metrics.NewQueueCollector(inspector, log))
 	p.metrics.GaugeFunc("sando_longpoll_waiters", "Requests held in a long-poll on this API process.",
 		func() float64 { return float64(hub.Waiting()) })
-	p.metrics.GaugeFunc("sando_runs_building", "Runs of the pipeline still building.", func() float64 {
+	p.metrics.GaugeFunc("sando_runs_building", "Runs of the configured pipelines still building.", func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		n, err := p.store.CountBuilding(ctx)
+		n, err := api.CountBuilding(ctx)
 		if err != nil {
 			return -1 // Redis away: say so rather than a plausible zero
 		}
@@ -189,7 +198,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return &ConfigError{fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)}
 	}
 	srv := httpapi.NewHTTPServer(handler)
-	log.Info("api listening", "addr", ln.Addr().String(), "pipeline", p.pipeline.Name, "data_dir", p.layout.Root)
+	log.Info("api listening", "addr", ln.Addr().String(), "pipelines", reg.Current().Names(), "data_dir", p.layout.Root)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

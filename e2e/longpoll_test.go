@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"sando/runstore"
 )
 
 // A pipeline whose build waits for the test to let it go.
@@ -123,9 +125,10 @@ func TestWaitersShareOneSubscription(t *testing.T) {
 	before := commandsProcessed(t, rdb)
 	time.Sleep(500 * time.Millisecond)
 	idle := commandsProcessed(t, rdb) - before
-	subs, err := rdb.PubSubNumSub(ctx, "sando:{default}:events").Result()
+	events := runstore.FleetKeys{}.Events() // one channel for every pipeline's runs
+	subs, err := rdb.PubSubNumSub(ctx, events).Result()
 	require.NoError(t, err)
-	require.Equal(t, int64(1), subs["sando:{default}:events"], "one subscription for all waiters")
+	require.Equal(t, int64(1), subs[events], "one subscription for all waiters")
 	clients, err := rdb.ClientList(ctx).Result()
 	require.NoError(t, err)
 	require.Less(t, strings.Count(clients, "\n"), 50, "held waiters do not hold Redis connections:\n%s", clients)

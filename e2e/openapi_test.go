@@ -363,9 +363,10 @@ func TestOpenAPIServed(t *testing.T) {
 func TestValidatorCatchesDrift(t *testing.T) {
 	t.Parallel()
 	view := func(extra string) string {
-		return `{"run_id":7,"sha":"6d2ee1f188982ac0217154ceaf6a9c46732bec6d","ref":null,"version":"1.0.0",` +
+		return `{"run_id":7,"pipeline":"app","sha":"6d2ee1f188982ac0217154ceaf6a9c46732bec6d","ref":null,"version":"1.0.0",` +
 			`"phase":"gating","result":"building","started_at":"2026-11-27T13:50:08.034Z","finished_at":null,` +
-			`"failure_summary":null,"gates":[{"kind":"unit","status":null,"log_ref":"7/gate-unit.log"}]` + extra + `}`
+			`"failure_summary":null,"gates":[{"kind":"unit","status":null,"log_ref":"7/gate-unit.log",` +
+			`"started_at":"2026-11-27T13:50:09.000Z","finished_at":null}]` + extra + `}`
 	}
 	etag := http.Header{"Etag": {`"0123456789abcdef01234567"`}, "Content-Type": {"application/json"}}
 	problem := func(status int, title string) (http.Header, string) {
@@ -394,6 +395,12 @@ func TestValidatorCatchesDrift(t *testing.T) {
 			http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, "ok\n", ""},
 		{"a bad request query on a success", "GET", "/runs?limit=1000", 200,
 			http.Header{"Content-Type": {"application/json"}}, `{"runs":[],"next":null}`, "limit"},
+		{"a page of one pipeline's runs", "GET", "/pipelines/app/runs?limit=1", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"runs":[],"next":"/pipelines/app/runs?before=7&limit=1"}`, ""},
+		{"a pipeline without its state", "GET", "/pipelines/app", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"name":"app","branch":"main","tier":"host","url":"/pipelines/app"}`, "build"},
+		{"the index without Vary", "GET", "/", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"pipelines":[]}`, "Vary"},
 	} {
 		req, err := http.NewRequest(tt.method, "http://sando.test"+tt.path, nil)
 		require.NoError(t, err)

@@ -13,19 +13,20 @@ import (
 
 // rebuildRequest is the body of POST /rebuild; every field is optional.
 type rebuildRequest struct {
-	SHA string
-	Ref string
+	SHA      string
+	Ref      string
+	Pipeline string // "" unless the body names one
 }
 
 // rebuildKeys are the body's keys, in the order error messages list them.
-var rebuildKeys = []string{"sha", "ref"}
+var rebuildKeys = []string{"sha", "ref", "pipeline"}
 
 // decodeRebuild reads a POST /rebuild body strictly: a JSON object (or no
 // body at all) whose keys are among rebuildKeys, each at most once, spelt
 // exactly so, with a string (or null) value. encoding/json would take the
 // last of two equal keys, match "REF" to ref and accept null or [] as no
 // body; each of those is a 400 naming the key here. It reads tokens
-// (json.Decoder.Token), not into a struct, for that: two string keys
+// (json.Decoder.Token), not into a struct, for that: three string keys
 // need no more, and no pre-release JSON module.
 func decodeRebuild(body []byte) (rebuildRequest, error) {
 	var req rebuildRequest
@@ -84,6 +85,8 @@ func rebuildField(req *rebuildRequest, key string) *string {
 		return &req.SHA
 	case "ref":
 		return &req.Ref
+	case "pipeline":
+		return &req.Pipeline
 	}
 	return nil
 }
@@ -99,7 +102,7 @@ func unknownKey(key string) error {
 }
 
 func notObject(why string) error {
-	return badRequest("body is not a JSON object {\"sha\", \"ref\"} (or empty): " + why)
+	return badRequest("body is not a JSON object {\"sha\", \"ref\", \"pipeline\"} (or empty): " + why)
 }
 
 // kindOf names a JSON token's kind for an error message.

@@ -78,6 +78,10 @@ const maxFollow = time.Hour
 
 func (s *Server) follow(c *gin.Context, ref string, f *os.File) {
 	id, step, ok := parseRef(ref)
+	var cat *catalog // the pipelines, to find the run's: once per request
+	if ok {
+		cat = s.catalog()
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), maxFollow)
 	defer cancel()
 	// The run is re-read only when it changed (runwatch, as long-polls
@@ -111,7 +115,7 @@ func (s *Server) follow(c *gin.Context, ref string, f *os.File) {
 		}
 		if check {
 			lastCheck = time.Now()
-			r, gerr := s.Store.Get(ctx, id)
+			r, gerr := s.runOf(ctx, cat, id)
 			if gerr != nil || stepEnded(r, step) {
 				if n, _ := io.Copy(c.Writer, f); n > 0 {
 					c.Writer.Flush()

@@ -9,7 +9,9 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -17,7 +19,6 @@ import (
 
 	"sando/datadir"
 	"sando/internal/redistest"
-	"sando/lifecycle"
 	"sando/metrics"
 	"sando/pipeline"
 	"sando/runstore"
@@ -30,26 +31,42 @@ type testAPI struct {
 	url    string
 	rdb    *redis.Client
 	layout datadir.Layout
-	store  *runstore.Store
+	queue  *recQueue
+	set    atomic.Pointer[pipeline.Set] // what Server.Pipelines answers; a test may swap it
 }
 
-func newTestAPI(t *testing.T) *testAPI {
+// newTestAPI serves pipelines (by default one, "app").
+func newTestAPI(t *testing.T, pipelines ...*pipeline.Pipeline) *testAPI {
 	t.Helper()
+	if len(pipelines) == 0 {
+		pipelines = []*pipeline.Pipeline{testPipeline("app")}
+	}
+	set, err := pipeline.NewSet(pipelines...)
+	require.NoError(t, err)
 	m := redistest.Mini(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	p := &pipeline.Pipeline{Name: "app", Branch: "main", Tier: "host"}
-	store := runstore.New(rdb, p.Name)
-	layout := datadir.Layout{Root: t.TempDir()}
+	a := &testAPI{t: t, rdb: rdb, layout: datadir.Layout{Root: t.TempDir()}, queue: &recQueue{}}
+	a.set.Store(set)
 	s := &Server{
-		Store: store, Pipeline: p, Life: &lifecycle.Lifecycle{Store: store, Pipeline: p, Queue: &recQueue{}},
-		Layout: layout, Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New(),
+		Redis: rdb, Pipelines: a.set.Load, Queue: a.queue,
+		Layout: a.layout, Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New(),
 		Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &testAPI{t: t, url: srv.URL, rdb: rdb, layout: layout, store: store}
+	a.url = srv.URL
+	return a
 }
+
+func testPipeline(name string) *pipeline.Pipeline {
+	return &pipeline.Pipeline{Name: name, Repo: "https://example.com/" + name + ".git", Branch: "main", Tier: "host",
+		Build: "make", Gates: []pipeline.Gate{{Kind: "unit", Run: "make test", Timeout: time.Minute}},
+		Timeouts: pipeline.Timeouts{Fetch: time.Minute, Compile: time.Minute, Stage: time.Minute}}
+}
+
+// store is pipeline name's run store, as the server opens it.
+func (a *testAPI) store(name string) *runstore.Store { return runstore.New(a.rdb, name) }
 
 func (a *testAPI) do(method, path, body string, header ...string) (*http.Response, string) {
 	a.t.Helper()
@@ -73,7 +90,7 @@ func TestHeadWorksWhereGetDoes(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t)
 	ctx := context.Background()
-	c, err := a.store.Create(ctx, runstore.CreateRequest{})
+	c, err := a.store("app").Create(ctx, runstore.CreateRequest{})
 	require.NoError(t, err)
 	require.NoError(t, os.MkdirAll(a.layout.LogDir(c.ID), 0o755))
 	require.NoError(t, os.WriteFile(a.layout.LogPath(c.ID, "compile"), []byte("building\n"), 0o644))
