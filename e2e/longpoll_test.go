@@ -125,7 +125,7 @@ func TestWaitersShareOneSubscription(t *testing.T) {
 	before := commandsProcessed(t, rdb)
 	time.Sleep(500 * time.Millisecond)
 	idle := commandsProcessed(t, rdb) - before
-	events := runstore.FleetKeys{}.Events() // one channel for every pipeline's runs
+	events := runstore.FleetKeys{}.Events()
 	subs, err := rdb.PubSubNumSub(ctx, events).Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), subs[events], "one subscription for all waiters")
