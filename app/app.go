@@ -25,11 +25,9 @@ import (
 	"sando/config"
 	"sando/datadir"
 	"sando/httpapi"
-	"sando/lifecycle"
 	"sando/logging"
 	"sando/metrics"
 	"sando/monitoring"
-	"sando/pipeline"
 	"sando/proc"
 	"sando/redisconn"
 	"sando/runstore"
@@ -113,8 +111,14 @@ func (p *parts) startWorker(cfg config.Config, log *slog.Logger) (*worker.Worker
 }
 
 // API serves the HTTP API until ctx ends, then drains in-flight requests.
-// ready, when set, is called with the bound address once it listens.
+// It serves every pipeline of SANDO_CONFIG (a file or a directory) and
+// re-reads them on SIGHUP. ready, when set, is called with the bound
+// address once it listens.
 func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(addr string)) error {
+	reg, err := loadPipelines(cfg.PipelinePath)
+	if err != nil {
+		return err
+	}
 	redisURL := cfg.RedisURL
 	if cfg.Embedded() {
 		log.Warn(EmbeddedNotice)
@@ -126,10 +130,6 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		defer m.Close()
 		redisURL = "redis://" + m.Addr()
 	}
-	pl, err := pipeline.Load(cfg.PipelinePath)
-	if err != nil {
-		return &ConfigError{err}
-	}
 	p, err := assemble(cfg, redisURL)
 	if err != nil {
 		return err
@@ -137,10 +137,10 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	defer p.close()
 	inspector := asynq.NewInspector(p.conn.Asynq)
 	defer inspector.Close()
-	store := runstore.New(p.conn.Client, pl.Name, runstore.WithWebhooks(len(pl.Webhooks) > 0))
-	if err := runstore.NewFleet(p.conn.Client).Adopt(context.Background(), []string{pl.Name}); err != nil {
-		log.Warn("pipelines not adopted; retried at the next start", "err", err)
-	}
+	fleet := runstore.NewFleet(p.conn.Client)
+	pl := &pipelines{reg: reg, fleet: fleet, metrics: p.metrics, log: log}
+	pl.adopt(ctx)
+	pl.reloadOnHUP(ctx)
 
 	if cfg.Embedded() {
 		w, err := p.startWorker(cfg, log.With("component", "worker"))
@@ -157,9 +157,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	defer drain()
 	hub := runwatch.Start(hubCtx, p.conn.Client, runstore.FleetKeys{}.Events(), log)
 	api := &httpapi.Server{
-		Store: store, Pipeline: pl, Life: &lifecycle.Lifecycle{
-			Store: store, Pipeline: pl, Queue: p.queue, Canceler: inspector, Metrics: p.metrics, Logger: log,
-		},
+		Redis: p.conn.Client, Pipelines: reg.Current, Fleet: fleet, Queue: p.queue, Canceler: inspector,
 		Layout: p.layout, Logger: log, Token: cfg.Token, ReadToken: cfg.ReadToken,
 		Ping:     func(ctx context.Context) error { return p.conn.Client.Ping(ctx).Err() },
 		Watch:    hub,
@@ -168,14 +166,13 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 
 		NoSupersede: cfg.NoSupersede,
 	}
-	p.metrics.Pipelines([]string{pl.Name})
 	p.metrics.Register(metrics.NewQueueCollector(inspector, log))
 	p.metrics.GaugeFunc("sando_longpoll_waiters", "Requests held in a long-poll on this API process.",
 		func() float64 { return float64(hub.Waiting()) })
-	p.metrics.GaugeFunc("sando_runs_building", "Runs of the pipeline still building.", func() float64 {
+	p.metrics.GaugeFunc("sando_runs_building", "Runs of the configured pipelines still building.", func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		n, err := store.CountBuilding(ctx)
+		n, err := api.CountBuilding(ctx)
 		if err != nil {
 			return -1 // Redis away: say so rather than a plausible zero
 		}
@@ -198,7 +195,7 @@ func API(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return &ConfigError{fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)}
 	}
 	srv := httpapi.NewHTTPServer(handler)
-	log.Info("api listening", "addr", ln.Addr().String(), "pipeline", pl.Name, "data_dir", p.layout.Root)
+	log.Info("api listening", "addr", ln.Addr().String(), "pipelines", reg.Current().Names(), "data_dir", p.layout.Root)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

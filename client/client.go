@@ -1,7 +1,7 @@
 // Package client is a typed Go client of Sando's HTTP API.
 //
 //	c := client.New("http://127.0.0.1:8080", os.Getenv("SANDO_TOKEN"))
-//	rb, err := c.Rebuild(ctx, client.RebuildRequest{Ref: "main"})
+//	rb, err := c.Rebuild(ctx, client.RebuildRequest{Ref: "main"}) // Pipeline: "app" with several
 //	...
 //	run, err := c.Watch(ctx, rb.RunID, func(r *client.Run) { log.Println(r.Phase) })
 //	if run.Result != client.ResultPassed { log.Fatal(run.FailureSummary) }
@@ -232,6 +232,9 @@ func (c *Client) List(ctx context.Context, o ListOptions) (*RunList, error) {
 	if o.Before > 0 {
 		q.Set("before", strconv.FormatInt(o.Before, 10))
 	}
+	if o.Pipeline != "" {
+		q.Set("pipeline", o.Pipeline)
+	}
 	resp, b, err := c.do(ctx, call{method: http.MethodGet, path: "/runs", query: q})
 	if err != nil {
 		return nil, err
@@ -255,9 +258,14 @@ func (c *Client) Cancel(ctx context.Context, id int64) (*Run, error) {
 	return runOf(resp, b)
 }
 
-// State returns what is deployed and what builds (GET /state).
-func (c *Client) State(ctx context.Context) (*State, error) {
-	resp, b, err := c.do(ctx, call{method: http.MethodGet, path: "/state"})
+// State returns what is deployed and what builds (GET /state). A server
+// with several pipelines needs one named in o (at most one o is read).
+func (c *Client) State(ctx context.Context, o ...StateOptions) (*State, error) {
+	q := url.Values{}
+	if len(o) > 0 && o[0].Pipeline != "" {
+		q.Set("pipeline", o[0].Pipeline)
+	}
+	resp, b, err := c.do(ctx, call{method: http.MethodGet, path: "/state", query: q})
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +275,22 @@ func (c *Client) State(ctx context.Context) (*State, error) {
 	}
 	out.Raw = b
 	return &out, nil
+}
+
+// Pipelines lists the pipelines the server builds, sorted by name, each
+// with its state (GET /pipelines).
+func (c *Client) Pipelines(ctx context.Context) ([]Pipeline, error) {
+	resp, b, err := c.do(ctx, call{method: http.MethodGet, path: "/pipelines"})
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Pipelines []Pipeline `json:"pipelines"`
+	}
+	if err := decode(resp, b, &out); err != nil {
+		return nil, err
+	}
+	return out.Pipelines, nil
 }
 
 // Logs opens a step's log (GET /logs/{ref}); ref is a log_ref such as

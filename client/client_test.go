@@ -426,3 +426,63 @@ func TestClientBackoffDoublesToTheCap(t *testing.T) {
 	date := time.Now().Add(3 * time.Second).UTC().Format(http.TimeFormat)
 	require.InDelta(t, 3*time.Second, retryAfter(http.Header{"Retry-After": {date}}), float64(1500*time.Millisecond))
 }
+
+// The pipeline options reach the server: a rebuild's in its body, a
+// list's and a state's as ?pipeline=; runs and pipelines decode theirs.
+func TestClientPipelines(t *testing.T) {
+	t.Parallel()
+	var rebuildBody atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method + " " + r.URL.Path {
+		case "POST /rebuild":
+			b, _ := io.ReadAll(r.Body)
+			rebuildBody.Store(string(b))
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, `{"run_id":9,"url":"/runs/9","superseded":[]}`)
+		case "GET /runs":
+			assert.Equal(t, "pipeline=web", r.URL.RawQuery)
+			io.WriteString(w, `{"runs":[{"run_id":8,"pipeline":"web","sha":null,"ref":null,"version":null,"phase":"queued",`+
+				`"result":"building","started_at":"","finished_at":null,"failure_summary":null,"gates":[],"url":"/runs/8"}],"next":null}`)
+		case "GET /state":
+			if r.URL.RawQuery != "pipeline=web" {
+				problem(w, http.StatusBadRequest, "this server has 2 pipelines (api, web): name one with ?pipeline=<name>")
+				return
+			}
+			io.WriteString(w, `{"deployed":null,"build":{"run_id":8,"sha":null,"version":null,"phase":"queued",`+
+				`"result":"building","failure_summary":null,"elapsed_s":3}}`)
+		case "GET /pipelines":
+			io.WriteString(w, `{"pipelines":[{"name":"api","branch":"main","tier":"host","url":"/pipelines/api","build":null,"deployed":null},`+
+				`{"name":"web","branch":"dev","tier":"host","url":"/pipelines/web","deployed":null,`+
+				`"build":{"run_id":8,"sha":null,"version":null,"phase":"queued","result":"building","failure_summary":null,"elapsed_s":3}}]}`)
+		default:
+			problem(w, http.StatusNotFound, "no such route")
+		}
+	}))
+	defer srv.Close()
+	c := fast(srv.URL)
+	ctx := context.Background()
+
+	_, err := c.Rebuild(ctx, RebuildRequest{Pipeline: "web", Ref: "main"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"pipeline":"web","ref":"main"}`, rebuildBody.Load().(string))
+	_, err = c.Rebuild(ctx, RebuildRequest{})
+	require.NoError(t, err)
+	require.JSONEq(t, `{}`, rebuildBody.Load().(string), "no pipeline: no key")
+
+	l, err := c.List(ctx, ListOptions{Pipeline: "web"})
+	require.NoError(t, err)
+	require.Equal(t, "web", l.Runs[0].Pipeline)
+
+	_, err = c.State(ctx)
+	require.Equal(t, http.StatusBadRequest, StatusCode(err))
+	st, err := c.State(ctx, StateOptions{Pipeline: "web"})
+	require.NoError(t, err)
+	require.Equal(t, int64(8), st.Build.RunID)
+
+	ps, err := c.Pipelines(ctx)
+	require.NoError(t, err)
+	require.Len(t, ps, 2)
+	require.Equal(t, Pipeline{Name: "api", Branch: "main", Tier: "host", URL: "/pipelines/api"}, ps[0])
+	require.Equal(t, "dev", ps[1].Branch)
+	require.Equal(t, int64(8), ps[1].Build.RunID)
+}

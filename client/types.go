@@ -46,7 +46,8 @@ type Gate struct {
 // Run is the view of one run (GET /runs/{id}). JSON nulls are zero values.
 type Run struct {
 	ID             int64     `json:"run_id"`
-	SHA            string    `json:"sha"` // as asked (maybe abbreviated) until fetched, then 40 hex
+	Pipeline       string    `json:"pipeline"` // the pipeline the run belongs to
+	SHA            string    `json:"sha"`      // as asked (maybe abbreviated) until fetched, then 40 hex
 	Ref            string    `json:"ref"`
 	Version        string    `json:"version"`
 	Phase          Phase     `json:"phase"`
@@ -107,8 +108,11 @@ func (r *Run) Elapsed(now time.Time) time.Duration {
 type RebuildRequest struct {
 	SHA string `json:"sha,omitempty"`
 	Ref string `json:"ref,omitempty"`
-	// IdempotencyKey makes a repeated request (same key, same SHA and Ref,
-	// within 24 h) answer the same run. Empty: Rebuild makes a random one,
+	// Pipeline names the pipeline to build: needed when the server has
+	// several, optional with one. A name the server lacks is a 400.
+	Pipeline string `json:"pipeline,omitempty"`
+	// IdempotencyKey makes a repeated request (same key, same Pipeline, SHA
+	// and Ref, within 24 h) answer the same run. Empty: Rebuild makes a random one,
 	// so its own retries never start a second run.
 	IdempotencyKey string `json:"-"`
 }
@@ -135,6 +139,26 @@ type RunList struct {
 type ListOptions struct {
 	Limit  int   // 0: the server's default (20); at most 100
 	Before int64 // only runs older than this id; 0: from the newest
+	// Pipeline lists only that pipeline's runs; "": every pipeline's,
+	// newest first. An unknown name is a 404.
+	Pipeline string
+}
+
+// StateOptions picks whose state State returns.
+type StateOptions struct {
+	// Pipeline is needed when the server has several pipelines (else a
+	// 400); "" with one. An unknown name is a 404.
+	Pipeline string
+}
+
+// Pipeline is one pipeline the server builds, with its state.
+type Pipeline struct {
+	Name     string    `json:"name"`
+	Branch   string    `json:"branch"` // built when a rebuild names no SHA or Ref
+	Tier     string    `json:"tier"`
+	URL      string    `json:"url"`      // e.g. "/pipelines/app"
+	Build    *Build    `json:"build"`    // its newest run; nil if none
+	Deployed *Deployed `json:"deployed"` // its last passed run; nil if none
 }
 
 // State is GET /state: what is deployed and what builds.

@@ -104,7 +104,7 @@ func startFleet(t *testing.T, proj *project, redisURL, pipelineYAML string, extr
 		"SANDO_LOG_LEVEL=debug", "SANDO_CONCURRENCY=2",
 	}, extraEnv...)...)
 	f.api = f.start("api", buildCmd(t, "cmd/api"), "api listening")
-	f.stack = &stack{t: t, base: "http://" + f.api.addr, dataDir: f.dataDir, logs: &bytes.Buffer{}}
+	f.stack = &stack{t: t, base: "http://" + f.api.addr, dataDir: f.dataDir, logs: newLogBuffer()}
 	t.Cleanup(func() {
 		for _, p := range f.procs {
 			p.kill()

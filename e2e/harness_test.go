@@ -72,17 +72,21 @@ type stack struct {
 	t       *testing.T
 	base    string
 	dataDir string
+	cfgPath string // SANDO_CONFIG: the pipeline file, or the directory of pipelines
 	redis   *redistest.Server
-	logs    *bytes.Buffer
+	logs    *syncWriter // of every process of the stack
 }
 
 type stackOpts struct {
 	pipeline string // YAML; "repo:" is added
-	embedded bool   // no REDIS_URL: miniredis + in-process worker
-	redisURL string // REDIS_URL of a Redis the test started (a cluster); default: a fresh redis-server
-	workers  int    // separate in-process workers (default 1 unless embedded)
-	token    string
-	secret   string // SANDO_WEBHOOK_SECRET
+	// pipelines, when set, makes SANDO_CONFIG a directory of these files
+	// (file name → YAML; "repo:" is added to each) instead of pipeline.
+	pipelines map[string]string
+	embedded  bool   // no REDIS_URL: miniredis + in-process worker
+	redisURL  string // REDIS_URL of a Redis the test started (a cluster); default: a fresh redis-server
+	workers   int    // separate in-process workers (default 1 unless embedded)
+	token     string
+	secret    string // SANDO_WEBHOOK_SECRET
 	// workerAddr is the workers' /metrics address (one worker only).
 	workerAddr string
 
@@ -92,9 +96,17 @@ type stackOpts struct {
 // startStack runs the API (and workers) until the test ends.
 func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 	t.Helper()
-	s := &stack{t: t, dataDir: filepath.Join(t.TempDir(), "data"), logs: &bytes.Buffer{}}
+	s := &stack{t: t, dataDir: filepath.Join(t.TempDir(), "data"), logs: newLogBuffer()}
 	cfgPath := filepath.Join(t.TempDir(), "sando.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte("repo: "+proj.dir+"\n"+o.pipeline), 0o644))
+	if o.pipelines != nil {
+		cfgPath = t.TempDir()
+		for name, body := range o.pipelines {
+			s.writePipeline(cfgPath, name, "repo: "+proj.dir+"\n"+body)
+		}
+	} else {
+		s.writePipeline(filepath.Dir(cfgPath), filepath.Base(cfgPath), "repo: "+proj.dir+"\n"+o.pipeline)
+	}
+	s.cfgPath = cfgPath
 	cfg := config.Config{
 		Addr: "127.0.0.1:0", PipelinePath: cfgPath, DataDir: s.dataDir, Concurrency: 4,
 		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 5 * time.Second, LogLevel: "debug",
@@ -106,7 +118,7 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 		s.redis = redistest.Start(t)
 		cfg.RedisURL = s.redis.URL()
 	}
-	log := slog.New(slog.NewTextHandler(&syncWriter{w: s.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	var done []chan error
 	ready := make(chan string, 1)
@@ -141,7 +153,7 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 			}
 		}
 		if t.Failed() {
-			t.Logf("stack logs:\n%s", s.logs)
+			t.Logf("stack logs:\n%s", s.logs.String())
 		}
 	})
 	return s
@@ -156,6 +168,26 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// newLogBuffer is a log sink for several goroutines, read with String.
+func newLogBuffer() *syncWriter { return &syncWriter{w: &bytes.Buffer{}} }
+
+// String is what was written so far, when it was written to a Stringer.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.w.(fmt.Stringer); ok {
+		return st.String()
+	}
+	return ""
+}
+
+// writePipeline writes one pipeline file of the stack (also to change it
+// before a SIGHUP).
+func (s *stack) writePipeline(dir, name, body string) {
+	s.t.Helper()
+	require.NoError(s.t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
 }
 
 var client = &http.Client{Timeout: 30 * time.Second, Transport: validating(http.DefaultTransport)}

@@ -397,6 +397,12 @@ func TestValidatorCatchesDrift(t *testing.T) {
 			http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, "ok\n", ""},
 		{"a bad request query on a success", "GET", "/runs?limit=1000", 200,
 			http.Header{"Content-Type": {"application/json"}}, `{"runs":[],"next":null}`, "limit"},
+		{"a page of one pipeline's runs", "GET", "/pipelines/app/runs?limit=1", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"runs":[],"next":"/pipelines/app/runs?before=7&limit=1"}`, ""},
+		{"a pipeline without its state", "GET", "/pipelines/app", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"name":"app","branch":"main","tier":"host","url":"/pipelines/app"}`, "build"},
+		{"the index without Vary", "GET", "/", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"pipelines":[]}`, "Vary"},
 	} {
 		req, err := http.NewRequest(tt.method, "http://sando.test"+tt.path, nil)
 		require.NoError(t, err)

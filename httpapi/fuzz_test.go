@@ -20,6 +20,7 @@ func FuzzDecodeRebuild(f *testing.F) {
 		`{"ref":"refs/tags/v1"}`, `{"sha":"abcdef0","ref":"main"}`, `{"sha":1}`, `{"ref":null}`, `{"other":1}`,
 		`{"sha":"abcdef0"} {}`, `{"sha":"abcdef0"}x`, `{"ref":"\u0000"}`, `{"ref":"ma\u00efn"}`, "{\"ref\":\"\xff\"}",
 		`{"sha":"abcdef0","sha":"zz"}`, `{"SHA":"abcdef0"}`, `{"ref":"@{-1}"}`, `{"ref":"HEAD~1"}`,
+		`{"ref":"a;b","ref":"main"}`, `{"REF":"nope"}`, `{"ref":["main"]}`, `{"ref":{}}`, `{"ref":true}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -13,7 +13,6 @@ import (
 	"sando/metrics"
 	"sando/pipeline"
 	"sando/run"
-	"sando/runstore"
 )
 
 // The poll of a finished run against a static Gin route serving the same
@@ -23,7 +22,11 @@ func BenchmarkGetFinishedRun(b *testing.B) {
 	mr := miniredis.RunT(b)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	b.Cleanup(func() { _ = rdb.Close() })
-	s := &Server{Store: runstore.New(rdb, "p"), Pipeline: &pipeline.Pipeline{Name: "p"}, Metrics: metrics.New()}
+	set, err := pipeline.NewSet(&pipeline.Pipeline{Name: "p"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &Server{Redis: rdb, Pipelines: func() *pipeline.Set { return set }, Metrics: metrics.New()}
 	h := s.Handler()
 	v, err := s.render(&run.Run{ID: 1, Phase: run.PhaseDone, Result: run.ResultPassed, StartedAt: time.Now(), FinishedAt: time.Now()})
 	if err != nil {

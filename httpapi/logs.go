@@ -30,7 +30,8 @@ func (s *Server) logs(c *gin.Context) {
 	defer f.Close()
 	c.Header("Content-Type", "text/plain; charset=utf-8")
 	c.Header("X-Content-Type-Options", "nosniff")
-	if follow := c.Query("follow"); follow == "1" || follow == "true" {
+	// A HEAD asks for the headers of the log as it is: it never streams.
+	if follow := c.Query("follow"); (follow == "1" || follow == "true") && c.Request.Method == http.MethodGet {
 		s.follow(c, ref, f)
 		return
 	}
@@ -77,6 +78,10 @@ const maxFollow = time.Hour
 
 func (s *Server) follow(c *gin.Context, ref string, f *os.File) {
 	id, step, ok := parseRef(ref)
+	var cat *catalog // the pipelines, to find the run's: once per request
+	if ok {
+		cat = s.catalog()
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), maxFollow)
 	defer cancel()
 	// The run is re-read only when it changed (runwatch, as long-polls
@@ -110,7 +115,7 @@ func (s *Server) follow(c *gin.Context, ref string, f *os.File) {
 		}
 		if check {
 			lastCheck = time.Now()
-			r, gerr := s.Store.Get(ctx, id)
+			r, gerr := s.runOf(ctx, cat, id)
 			if gerr != nil || stepEnded(r, step) {
 				if n, _ := io.Copy(c.Writer, f); n > 0 {
 					c.Writer.Flush()

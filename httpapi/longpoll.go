@@ -45,9 +45,10 @@ func (s *Server) view(ctx context.Context, id int64) (rendered, error) {
 	if v, ok := s.cache.Get(id); ok {
 		return v, nil
 	}
+	cat := s.catalog()
 	return s.reads.do(id, func() (rendered, error) {
 		// The read is shared: one client leaving must not fail the others.
-		r, err := s.Store.Get(context.WithoutCancel(ctx), id)
+		r, err := s.runOf(context.WithoutCancel(ctx), cat, id)
 		if err != nil {
 			return rendered{}, err
 		}

@@ -1,56 +1,24 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/json"
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"sando/gitref"
 	"sando/pipeline"
+	"sando/run"
 	"sando/runstore"
 	"sando/runview"
 )
-
-// rebuildRequest is the body of POST /rebuild; both fields are optional.
-type rebuildRequest struct {
-	SHA string `json:"sha"`
-	Ref string `json:"ref"`
-}
-
-func decodeRebuild(body []byte) (rebuildRequest, error) {
-	var req rebuildRequest
-	if len(bytes.TrimSpace(body)) == 0 {
-		return req, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, badRequest("body is not a JSON object {\"sha\", \"ref\"}: " + err.Error())
-	}
-	if dec.More() {
-		return req, badRequest("body has data after the JSON object")
-	}
-	if req.SHA != "" {
-		if err := gitref.CheckSHA(req.SHA); err != nil {
-			return req, badRequest("sha: " + err.Error())
-		}
-		req.SHA = strings.ToLower(req.SHA)
-	}
-	if req.Ref != "" {
-		if err := gitref.CheckRef(req.Ref); err != nil {
-			return req, badRequest("ref: " + err.Error())
-		}
-	}
-	return req, nil
-}
 
 // maxIdemKey bounds the Idempotency-Key header (it becomes a Redis key).
 const maxIdemKey = 255
@@ -84,14 +52,19 @@ func (s *Server) rebuild(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	def, err := pipeline.Marshal(s.Pipeline) // the run is built with the pipeline as it is now
+	p, err := rebuildPipe(s.catalog(), c.Param("name"), req.Pipeline)
 	if err != nil {
 		s.abort(c, err)
 		return
 	}
-	created, err := s.Life.Start(c, runstore.CreateRequest{
-		SHA: req.SHA, Ref: req.Ref, NoSupersede: s.NoSupersede, Definition: def,
-		IdempotencyKey: key, Fingerprint: "sha=" + req.SHA + "\x00ref=" + req.Ref,
+	def, err := pipeline.Marshal(p.def) // the definition travels with the run
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	created, err := p.life.Start(c, runstore.CreateRequest{
+		SHA: req.SHA, Ref: req.Ref, Definition: def, NoSupersede: s.NoSupersede,
+		IdempotencyKey: key, Fingerprint: "pipeline=" + p.def.Name + "\x00sha=" + req.SHA + "\x00ref=" + req.Ref,
 	})
 	if err != nil {
 		s.abort(c, err)
@@ -107,6 +80,24 @@ func (s *Server) rebuild(c *gin.Context) {
 	url := "/runs/" + strconv.FormatInt(created.ID, 10)
 	c.Header("Location", url)
 	c.JSON(http.StatusAccepted, gin.H{"run_id": created.ID, "url": url, "superseded": superseded})
+}
+
+// rebuildPipe is the pipeline a rebuild is for: the one its path names
+// (unknown: 404), else the one its body names (unknown: 400), else the
+// only one there is.
+func rebuildPipe(cat *catalog, path, body string) (*pipe, error) {
+	switch {
+	case path != "" && body != "" && body != path:
+		return nil, badRequest(fmt.Sprintf("pipeline: the body names %q, the path %q", body, path))
+	case path != "":
+		return cat.named(path)
+	case body != "":
+		if p, ok := cat.pipes[body]; ok {
+			return p, nil
+		}
+		return nil, badRequest(fmt.Sprintf("pipeline: %q is not a pipeline of this server (the pipelines: %s)", body, cat.names()))
+	}
+	return cat.only(`name one in the body, {"pipeline": "<name>"}, or POST /pipelines/<name>/rebuild`)
 }
 
 func parseID(c *gin.Context) (int64, error) {
@@ -128,6 +119,10 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
+// listRuns answers GET /runs and GET /pipelines/{name}/runs: one
+// pipeline's runs, or with several pipelines and none named, every
+// pipeline's merged, newest first. Run ids are unique and increasing across
+// the deployment, so ?before= pages through the merge as through one list.
 func (s *Server) listRuns(c *gin.Context) {
 	limit, err := intParam(c, "limit", 20, 1, 100)
 	if err != nil {
@@ -139,10 +134,28 @@ func (s *Server) listRuns(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	runs, err := s.Store.List(c, int64(before), limit)
+	cat := s.catalog()
+	chosen, err := cat.chosen(c)
 	if err != nil {
 		s.abort(c, err)
 		return
+	}
+	pipes := cat.all()
+	if chosen != nil {
+		pipes = []*pipe{chosen}
+	}
+	var runs []*run.Run
+	for _, p := range pipes {
+		rs, err := p.store.List(c, int64(before), limit)
+		if err != nil {
+			s.abort(c, err)
+			return
+		}
+		runs = append(runs, rs...)
+	}
+	if len(pipes) > 1 {
+		slices.SortFunc(runs, func(a, b *run.Run) int { return cmp.Compare(b.ID, a.ID) })
+		runs = runs[:min(len(runs), limit)]
 	}
 	out := make([]runview.Summary, len(runs))
 	for i, r := range runs {
@@ -150,7 +163,10 @@ func (s *Server) listRuns(c *gin.Context) {
 	}
 	var next *string
 	if len(runs) == limit && runs[len(runs)-1].ID > 1 {
-		n := fmt.Sprintf("/runs?before=%d&limit=%d", runs[len(runs)-1].ID, limit)
+		n := fmt.Sprintf("%s?before=%d&limit=%d", c.Request.URL.Path, runs[len(runs)-1].ID, limit)
+		if q := c.Query("pipeline"); q != "" {
+			n += "&pipeline=" + q // a known name: URL-safe
+		}
 		next = &n
 	}
 	c.JSON(http.StatusOK, gin.H{"runs": out, "next": next})
@@ -174,7 +190,12 @@ func (s *Server) cancel(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	r, won, err := s.Life.Cancel(c, id)
+	p, err := s.pipeOf(c, s.catalog(), id)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	r, won, err := p.life.Cancel(c, id)
 	if err != nil {
 		s.abort(c, err)
 		return
@@ -192,25 +213,44 @@ func (s *Server) cancel(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json", v.body)
 }
 
+// state answers GET /state and GET /pipelines/{name}/state.
 func (s *Server) state(c *gin.Context) {
+	cat := s.catalog()
+	p, err := cat.chosen(c)
+	if err == nil && p == nil {
+		p, err = cat.only("name one with ?pipeline=<name>, or GET /pipelines/<name>/state")
+	}
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	out, err := s.stateOf(c, p)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// stateOf is a pipeline's /state: its last passed run with its tier's
+// gates, and its newest run.
+func (s *Server) stateOf(ctx context.Context, p *pipe) (runview.State, error) {
 	var out runview.State
-	last, err := s.Store.LastPassed(c)
+	last, err := p.store.LastPassed(ctx)
 	switch {
 	case err == nil:
-		gates, err := s.Store.TierGates(c, s.Pipeline.Tier, last.Version)
+		gates, err := p.store.TierGates(ctx, p.def.Tier, last.Version)
 		if err != nil {
-			s.abort(c, err)
-			return
+			return out, err
 		}
 		out.Deployed = &runview.Deployed{
 			RunID: last.ID, SHA: last.SHA, Version: last.Version,
 			FinishedAt: runview.Time(last.FinishedAt), Gates: runview.Gates(gates),
 		}
 	case !errors.Is(err, runstore.ErrNotFound):
-		s.abort(c, err)
-		return
+		return out, err
 	}
-	latest, err := s.Store.Latest(c)
+	latest, err := p.store.Latest(ctx)
 	switch {
 	case err == nil:
 		b := runview.Build{
@@ -220,8 +260,7 @@ func (s *Server) state(c *gin.Context) {
 		}
 		out.Build = &b
 	case !errors.Is(err, runstore.ErrNotFound):
-		s.abort(c, err)
-		return
+		return out, err
 	}
-	c.JSON(http.StatusOK, out)
+	return out, nil
 }

@@ -11,9 +11,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/redis/go-redis/v9"
 
 	"sando/datadir"
 	"sando/lifecycle"
@@ -21,16 +24,26 @@ import (
 	"sando/pipeline"
 	"sando/runstore"
 	"sando/runwatch"
+	"sando/steps"
 )
 
 // Server holds what the handlers need. Nothing is fished out of the Gin
 // context.
 type Server struct {
-	Store    *runstore.Store
-	Pipeline *pipeline.Pipeline
-	// Life starts, cancels and supersedes runs, with their follow-ups.
-	Life   *lifecycle.Lifecycle
-	Layout datadir.Layout
+	// Redis holds every pipeline's runs.
+	Redis redis.UniversalClient
+	// Pipelines is the set in force (pipeline.Registry.Current). Each
+	// request takes it once, so a reload never splits a request between
+	// two sets.
+	Pipelines func() *pipeline.Set
+	// Fleet says which pipeline a run id belongs to; nil: the fleet on Redis.
+	Fleet *runstore.Fleet
+	// Queue takes each new run's first step.
+	Queue steps.Enqueuer
+	// Canceler reaches the running task of a canceled or superseded run
+	// (the Inspector); nil leaves that to the phase, which watches its run.
+	Canceler lifecycle.Canceler
+	Layout   datadir.Layout
 	// Ping checks Redis for /readyz.
 	Ping   func(context.Context) error
 	Logger *slog.Logger
@@ -51,8 +64,10 @@ type Server struct {
 	Extra func(*gin.Engine)
 	Now   func() time.Time
 
-	cache *viewCache
-	reads *reads
+	cache  *viewCache
+	reads  *reads
+	owners *lru.Cache[int64, string] // run id → its pipeline (see pipeOf)
+	cat    atomic.Pointer[catalog]   // the last set opened (see catalog)
 }
 
 // NewHTTPServer is the net/http server every Sando listener runs:
@@ -72,8 +87,12 @@ func (s *Server) Handler() http.Handler {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
+	if s.Fleet == nil && s.Redis != nil {
+		s.Fleet = runstore.NewFleet(s.Redis)
+	}
 	s.cache = newViewCache(4096)
 	s.reads = newReads()
+	s.owners, _ = lru.New[int64, string](1 << 16) // an error only for a size <= 0
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
@@ -83,15 +102,21 @@ func (s *Server) Handler() http.Handler {
 	write := r.Group("/", s.auth(s.Token))
 	read := r.Group("/", s.auth(s.ReadToken))
 	write.POST("/rebuild", s.rebuild)
+	write.POST("/pipelines/:name/rebuild", s.rebuild)
 	write.POST("/runs/:id/cancel", s.cancel)
-	read.GET("/runs/:id", s.getRun)
-	read.GET("/runs", s.listRuns)
-	read.GET("/state", s.state)
-	read.GET("/logs/*ref", s.logs)
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", s.readyz)
-	r.GET("/openapi.json", s.openapi)
-	r.GET("/metrics", gin.WrapH(s.Metrics.Handler()))
+	get(read, "/", s.index)
+	get(read, "/pipelines", s.listPipelines)
+	get(read, "/pipelines/:name", s.getPipeline)
+	get(read, "/pipelines/:name/runs", s.listRuns)
+	get(read, "/pipelines/:name/state", s.state)
+	get(read, "/runs/:id", s.getRun)
+	get(read, "/runs", s.listRuns)
+	get(read, "/state", s.state)
+	get(read, "/logs/*ref", s.logs)
+	get(r, "/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	get(r, "/readyz", s.readyz)
+	get(r, "/openapi.json", s.openapi)
+	get(r, "/metrics", gin.WrapH(s.Metrics.Handler()))
 	if s.Extra != nil {
 		s.Extra(r)
 	}
@@ -100,6 +125,14 @@ func (s *Server) Handler() http.Handler {
 		writeProblem(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
 	return r
+}
+
+// get mounts h for GET and for HEAD: HEAD works wherever GET does (load
+// balancers probe with it). The handler runs as for a GET; net/http sends
+// the status and headers and drops the body.
+func get(r gin.IRoutes, path string, h gin.HandlerFunc) {
+	r.GET(path, h)
+	r.HEAD(path, h)
 }
 
 // observe times every request by route pattern (never the raw path, to

@@ -35,8 +35,8 @@ const defaultURL = "http://127.0.0.1:8080"
 const usageText = `sandoctl drives a Sando server from CI scripts.
 
 Usage:
-  sandoctl rebuild [--sha S | --ref R] [--wait] [--timeout D] [--idempotency-key K]
-      Start a run. Prints its id alone on stdout (its URL on stderr), so
+  sandoctl rebuild [--pipeline P] [--sha S | --ref R] [--wait] [--timeout D] [--idempotency-key K]
+      Start a run (of pipeline P, when the server has several). Prints its id alone on stdout (its URL on stderr), so
       id=$(sandoctl rebuild) works. With --wait, prints "run ID: URL" and
       then watches the run like watch, exiting with its result.
   sandoctl watch ID [--timeout D]
@@ -44,11 +44,12 @@ Usage:
       status change ("run 7: compiling", "run 7: gate unit passed"), a
       progress line with the elapsed time when stdout is a terminal, then
       the result ("run 7 passed", "run 7 failed: <failure summary>").
-  sandoctl status [ID] [--json] [--timeout D]
-      A run's view as readable lines; without ID, the server's /state
-      (what is deployed, what builds). --json prints the server's JSON.
-  sandoctl list [--limit N] [--before ID] [--json] [--timeout D]
-      Runs, newest first.
+  sandoctl status [ID] [--pipeline P] [--json] [--timeout D]
+      A run's view as readable lines; without ID, the /state of pipeline P
+      (what is deployed, what builds; P is needed when the server has
+      several). --json prints the server's JSON.
+  sandoctl list [--pipeline P] [--limit N] [--before ID] [--json] [--timeout D]
+      Runs, newest first: pipeline P's, or every pipeline's.
   sandoctl logs ID STEP [--follow] [--timeout D]
   sandoctl logs LOG_REF [--follow] [--timeout D]
       Write a step's log to stdout. STEP is fetch, compile, stage or
@@ -64,6 +65,7 @@ Usage:
 Environment:
   SANDO_URL    the server (default http://127.0.0.1:8080)
   SANDO_TOKEN  sent as "Authorization: Bearer <token>" when set; never printed
+  SANDO_PIPELINE  the default of --pipeline
 
   Requests retry transient failures (connection refused or reset, 502,
   503, 504) with backoff from 200ms doubling to 5s, honouring
@@ -73,7 +75,8 @@ Environment:
   a second run: --idempotency-key K; else under GitHub Actions one made of
   GITHUB_REPOSITORY, GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT; else under GitLab
   CI one made of CI_PROJECT_ID, CI_JOB_ID; else a random one. The derived
-  keys include a hash of --sha/--ref: a job may build several commits, the
+  keys include a hash of --pipeline/--sha/--ref: a job may build several
+  pipelines and commits, the
   same commit asked twice in one job attempt is one run, and a re-run job
   starts a new run.
 
@@ -144,6 +147,12 @@ func redact(raw string) string {
 		return u.Redacted()
 	}
 	return "(unparsable)"
+}
+
+// pipelineFlag adds --pipeline, whose default is SANDO_PIPELINE.
+func (cl *cli) pipelineFlag(fs *flag.FlagSet, what string) *string {
+	return fs.String("pipeline", cl.getenv("SANDO_PIPELINE"),
+		what+" of pipeline `P` (default $SANDO_PIPELINE; needed when the server has several)")
 }
 
 // flags makes a command's flag set; every command has --timeout.
@@ -240,7 +249,8 @@ func (cl *cli) fail(err error, what string) int {
 }
 
 func (cl *cli) rebuild(ctx context.Context, args []string) int {
-	fs, timeout := cl.flags("rebuild", "rebuild [--sha S | --ref R] [--wait] [--timeout D] [--idempotency-key K]")
+	fs, timeout := cl.flags("rebuild", "rebuild [--pipeline P] [--sha S | --ref R] [--wait] [--timeout D] [--idempotency-key K]")
+	pipeline := cl.pipelineFlag(fs, "start a run")
 	sha := fs.String("sha", "", "build commit `S` (7 to 40 hex digits)")
 	ref := fs.String("ref", "", "build branch or tag `R` (default: the pipeline's branch)")
 	wait := fs.Bool("wait", false, "watch the run to its end and exit with its result")
@@ -251,10 +261,10 @@ func (cl *cli) rebuild(ctx context.Context, args []string) int {
 	if *sha != "" && *ref != "" {
 		return cl.fail(usageError{"rebuild: give --sha or --ref, not both"}, "")
 	}
-	k := cmp.Or(*key, ciKey(cl.getenv, *sha, *ref), "sandoctl-"+randomHex())
+	k := cmp.Or(*key, ciKey(cl.getenv, *pipeline, *sha, *ref), "sandoctl-"+randomHex())
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
-	rb, err := cl.c.Rebuild(ctx, client.RebuildRequest{SHA: *sha, Ref: *ref, IdempotencyKey: k})
+	rb, err := cl.c.Rebuild(ctx, client.RebuildRequest{Pipeline: *pipeline, SHA: *sha, Ref: *ref, IdempotencyKey: k})
 	if err != nil {
 		if client.StatusCode(err) == http.StatusUnprocessableEntity {
 			fmt.Fprintf(cl.stderr, "sandoctl: Idempotency-Key %q already started a run for another --sha/--ref\n", k)
@@ -280,9 +290,14 @@ func (cl *cli) rebuild(ctx context.Context, args []string) int {
 	return cl.watch(ctx, rb.RunID, *timeout)
 }
 
-// ciKey derives an Idempotency-Key from the CI job, "" outside CI.
-func ciKey(getenv func(string) string, sha, ref string) string {
-	sum := sha256.Sum256([]byte("sha=" + strings.ToLower(sha) + "\x00ref=" + ref))
+// ciKey derives an Idempotency-Key from the CI job, "" outside CI. Without
+// a pipeline it is the key of earlier versions.
+func ciKey(getenv func(string) string, pipeline, sha, ref string) string {
+	what := "sha=" + strings.ToLower(sha) + "\x00ref=" + ref
+	if pipeline != "" {
+		what += "\x00pipeline=" + pipeline
+	}
+	sum := sha256.Sum256([]byte(what))
 	h := hex.EncodeToString(sum[:6])
 	var parts []string
 	switch {
@@ -339,7 +354,8 @@ func (cl *cli) watch(ctx context.Context, id int64, timeout time.Duration) int {
 }
 
 func (cl *cli) status(ctx context.Context, args []string) int {
-	fs, timeout := cl.flags("status", "status [ID] [--json] [--timeout D]")
+	fs, timeout := cl.flags("status", "status [ID] [--pipeline P] [--json] [--timeout D]")
+	pipeline := cl.pipelineFlag(fs, "without ID, the state")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
 	pos, code, ok := parse(fs, args, 0, 1)
 	if !ok {
@@ -348,9 +364,9 @@ func (cl *cli) status(ctx context.Context, args []string) int {
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
 	if len(pos) == 0 {
-		st, err := cl.c.State(ctx)
+		st, err := cl.c.State(ctx, client.StateOptions{Pipeline: *pipeline})
 		if err != nil {
-			return cl.fail(err, "")
+			return cl.fail(err, pipelineWhat(*pipeline))
 		}
 		if *asJSON {
 			fmt.Fprintf(cl.stdout, "%s\n", st.Raw)
@@ -376,7 +392,8 @@ func (cl *cli) status(ctx context.Context, args []string) int {
 }
 
 func (cl *cli) list(ctx context.Context, args []string) int {
-	fs, timeout := cl.flags("list", "list [--limit N] [--before ID] [--json] [--timeout D]")
+	fs, timeout := cl.flags("list", "list [--pipeline P] [--limit N] [--before ID] [--json] [--timeout D]")
+	pipeline := cl.pipelineFlag(fs, "only the runs")
 	limit := fs.Int("limit", 20, "show at most `N` runs (1 to 100)")
 	before := fs.Int64("before", 0, "only runs older than run `ID`")
 	asJSON := fs.Bool("json", false, "print the server's JSON")
@@ -385,9 +402,9 @@ func (cl *cli) list(ctx context.Context, args []string) int {
 	}
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
-	l, err := cl.c.List(ctx, client.ListOptions{Limit: *limit, Before: *before})
+	l, err := cl.c.List(ctx, client.ListOptions{Limit: *limit, Before: *before, Pipeline: *pipeline})
 	if err != nil {
-		return cl.fail(err, "")
+		return cl.fail(err, pipelineWhat(*pipeline))
 	}
 	if *asJSON {
 		fmt.Fprintf(cl.stdout, "%s\n", l.Raw)
@@ -395,6 +412,14 @@ func (cl *cli) list(ctx context.Context, args []string) int {
 		printList(cl.stdout, l.Runs)
 	}
 	return exitPassed
+}
+
+// pipelineWhat names pipeline for a 404, "" for none.
+func pipelineWhat(pipeline string) string {
+	if pipeline == "" {
+		return ""
+	}
+	return "pipeline " + strconv.Quote(pipeline)
 }
 
 func (cl *cli) logs(ctx context.Context, args []string) int {

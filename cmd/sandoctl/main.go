@@ -2,10 +2,10 @@
 // rebuild, watches a run to its end, shows runs and logs, cancels runs, and
 // says how a run ended in its exit code.
 //
-//	sandoctl rebuild [--sha S | --ref R] [--wait] [--timeout D] [--idempotency-key K]
+//	sandoctl rebuild [--pipeline P] [--sha S | --ref R] [--wait] [--timeout D] [--idempotency-key K]
 //	sandoctl watch ID [--timeout D]
-//	sandoctl status [ID] [--json] [--timeout D]
-//	sandoctl list [--limit N] [--json] [--timeout D]
+//	sandoctl status [ID] [--pipeline P] [--json] [--timeout D]
+//	sandoctl list [--pipeline P] [--limit N] [--json] [--timeout D]
 //	sandoctl logs ID STEP [--follow] [--timeout D]
 //	sandoctl logs LOG_REF [--follow] [--timeout D]
 //	sandoctl cancel ID [--timeout D]
@@ -14,7 +14,9 @@
 //
 // SANDO_URL is the server (default http://127.0.0.1:8080) and SANDO_TOKEN,
 // when set, is sent as "Authorization: Bearer <token>". The token is
-// never printed.
+// never printed. SANDO_PIPELINE is the default of --pipeline, which names
+// the pipeline to rebuild, list or show the state of on a server with
+// several (with one it may be left out).
 //
 // Every request retries transient failures (connection refused or reset,
 // a timed-out attempt, 502, 503, 504) with exponential backoff, 200ms
@@ -27,8 +29,8 @@
 // "sandoctl-gh-<GITHUB_REPOSITORY>-<GITHUB_RUN_ID>-<GITHUB_RUN_ATTEMPT>-<h>";
 // else, under GitLab CI (CI_JOB_ID set),
 // "sandoctl-gl-<CI_PROJECT_ID>-<CI_JOB_ID>-<h>"; else a random key. <h>
-// is a hash of --sha and --ref, so one CI job may rebuild different
-// commits; the same commit asked twice in one job attempt is the same run,
+// is a hash of --sha and --ref (and --pipeline, when given), so one CI
+// job may rebuild different commits and pipelines; the same commit asked twice in one job attempt is the same run,
 // and a re-run job (new attempt or job id) starts a new one.
 //
 // Exit codes:

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,16 +57,18 @@ func TestSandoctlCIKey(t *testing.T) {
 		}
 		return func(k string) string { return m[k] }
 	}
-	require.Empty(t, ciKey(env(), "", ""))
-	gh := ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "3", "GITHUB_REPOSITORY", "acme/app"), "", "")
+	require.Empty(t, ciKey(env(), "", "", ""))
+	gh := ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "3", "GITHUB_REPOSITORY", "acme/app"), "", "", "")
 	require.Regexp(t, `^sandoctl-gh-acme/app-12-3-[0-9a-f]{12}$`, gh)
-	require.Equal(t, gh, ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "3", "GITHUB_REPOSITORY", "acme/app"), "", ""))
-	require.NotEqual(t, gh, ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "3", "GITHUB_REPOSITORY", "acme/app"), "", "main"))
+	require.Equal(t, gh, ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "3", "GITHUB_REPOSITORY", "acme/app"), "", "", ""))
+	require.NotEqual(t, gh, ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "3", "GITHUB_REPOSITORY", "acme/app"), "", "", "main"))
 	require.Equal(t,
-		ciKey(env("GITHUB_RUN_ID", "12"), "ABCDEF1", ""), ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "1"), "abcdef1", ""),
+		ciKey(env("GITHUB_RUN_ID", "12"), "", "ABCDEF1", ""), ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "1"), "", "abcdef1", ""),
 		"attempt 1 by default; a sha in any case is one commit")
-	require.Regexp(t, `^sandoctl-gl-9-44-[0-9a-f]{12}$`, ciKey(env("CI_JOB_ID", "44", "CI_PROJECT_ID", "9"), "", ""))
-	odd := ciKey(env("CI_JOB_ID", "a b\tc"+strings.Repeat("x", 300)), "", "")
+	require.Regexp(t, `^sandoctl-gl-9-44-[0-9a-f]{12}$`, ciKey(env("CI_JOB_ID", "44", "CI_PROJECT_ID", "9"), "", "", ""))
+	require.NotEqual(t, gh, ciKey(env("GITHUB_RUN_ID", "12", "GITHUB_RUN_ATTEMPT", "3", "GITHUB_REPOSITORY", "acme/app"), "web", "", ""),
+		"one job rebuilding two pipelines gets two keys")
+	odd := ciKey(env("CI_JOB_ID", "a b\tc"+strings.Repeat("x", 300)), "", "", "")
 	require.LessOrEqual(t, len(odd), 255)
 	require.NotContains(t, odd, " ")
 }
@@ -152,4 +156,79 @@ func TestSandoctlWatchAgainstAnImpatientServer(t *testing.T) {
 	require.Equal(t, exitPassed, code, "stderr: %s", &stderr)
 	require.Equal(t, "run 3: compiling\nrun 3 passed\n", stdout.String())
 	require.LessOrEqual(t, requests.Load(), int32(5), "about one request a second")
+}
+
+// --pipeline (default SANDO_PIPELINE) reaches the server: in a rebuild's
+// body, as ?pipeline= of list and status; a 404 for an unknown pipeline
+// says which, and a 400 (several pipelines, none named) shows the detail.
+func TestSandoctlPipeline(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.RequestURI()+" "+string(b))
+		mu.Unlock()
+		problemFor := func(status int, detail string) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"type":"about:blank","title":%q,"status":%d,"detail":%q}`, http.StatusText(status), status, detail)
+		}
+		switch q := r.URL.Query().Get("pipeline"); {
+		case r.URL.Path == "/rebuild":
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, `{"run_id":4,"url":"/runs/4","superseded":[]}`)
+		case q == "nope":
+			problemFor(http.StatusNotFound, `no pipeline "nope" (the pipelines: api, web)`)
+		case q == "":
+			problemFor(http.StatusBadRequest, "this server has 2 pipelines (api, web): name one with ?pipeline=<name>")
+		case r.URL.Path == "/runs":
+			io.WriteString(w, `{"runs":[{"run_id":4,"pipeline":"web","phase":"queued","result":"building","started_at":"2026-01-01T00:00:00Z","gates":[]}],"next":null}`)
+		case r.URL.Path == "/state":
+			io.WriteString(w, `{"deployed":null,"build":null}`)
+		}
+	}))
+	defer srv.Close()
+	ctl := func(vars map[string]string, args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		vars["SANDO_URL"] = srv.URL
+		code := run(context.Background(), args, env{stdout: &stdout, stderr: &stderr,
+			getenv: func(k string) string { return vars[k] }})
+		return code, stdout.String(), stderr.String()
+	}
+	last := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[len(seen)-1]
+	}
+
+	code, out, errOut := ctl(map[string]string{"SANDO_PIPELINE": "web"}, "rebuild", "--ref", "main")
+	require.Equal(t, exitPassed, code, errOut)
+	require.Equal(t, "4\n", out)
+	require.Regexp(t, `^POST /rebuild \{"ref":"main","pipeline":"web"\}$`, last())
+	code, _, errOut = ctl(map[string]string{"SANDO_PIPELINE": "web"}, "rebuild", "--pipeline", "api")
+	require.Equal(t, exitPassed, code, errOut)
+	require.Equal(t, `POST /rebuild {"pipeline":"api"}`, last(), "the flag wins over the environment")
+	code, _, _ = ctl(map[string]string{}, "rebuild")
+	require.Equal(t, exitPassed, code)
+	require.Equal(t, `POST /rebuild {}`, last(), "no pipeline: no key")
+
+	code, out, errOut = ctl(map[string]string{}, "list", "--pipeline", "web")
+	require.Equal(t, exitPassed, code, errOut)
+	require.Equal(t, "GET /runs?limit=20&pipeline=web ", last())
+	require.Regexp(t, `(?m)^RUN +RESULT +PHASE +PIPELINE +VERSION`, out)
+	require.Regexp(t, `(?m)^4 +building +queued +web +-`, out)
+
+	code, out, errOut = ctl(map[string]string{"SANDO_PIPELINE": "web"}, "status")
+	require.Equal(t, exitPassed, code, errOut)
+	require.Equal(t, "GET /state?pipeline=web ", last())
+	require.Contains(t, out, "deployed  none")
+
+	code, _, errOut = ctl(map[string]string{}, "status")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, "2 pipelines (api, web)")
+	code, _, errOut = ctl(map[string]string{}, "list", "--pipeline", "nope")
+	require.Equal(t, exitUsage, code)
+	require.Equal(t, "sandoctl: pipeline \"nope\" does not exist\n", errOut)
 }

@@ -172,6 +172,9 @@ func orDash(s string) string {
 func printRun(w io.Writer, r *client.Run, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "run\t%d\n", r.ID)
+	if r.Pipeline != "" {
+		fmt.Fprintf(tw, "pipeline\t%s\n", r.Pipeline)
+	}
 	fmt.Fprintf(tw, "result\t%s\n", r.Result)
 	fmt.Fprintf(tw, "phase\t%s\n", r.Phase)
 	fmt.Fprintf(tw, "sha\t%s\n", orDash(r.SHA))
@@ -223,9 +226,10 @@ func printState(w io.Writer, st *client.State) {
 // printList writes runs as a table.
 func printList(w io.Writer, runs []client.Run) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tRESULT\tPHASE\tVERSION\tSHA\tSTARTED\tSUMMARY")
+	fmt.Fprintln(tw, "RUN\tRESULT\tPHASE\tPIPELINE\tVERSION\tSHA\tSTARTED\tSUMMARY")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Result, r.Phase, orDash(r.Version), short(r.SHA), stamp(r.StartedAt), r.FailureSummary)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Result, r.Phase, orDash(r.Pipeline), orDash(r.Version),
+			short(r.SHA), stamp(r.StartedAt), r.FailureSummary)
 	}
 	tw.Flush()
 }
