@@ -103,19 +103,26 @@ func startFleet(t *testing.T, proj *project, redisURL, pipelineYAML string, extr
 		"SANDO_ADDR=127.0.0.1:0", "SANDO_POLL_INTERVAL=10ms", "SANDO_SHUTDOWN_TIMEOUT=2s",
 		"SANDO_LOG_LEVEL=debug", "SANDO_CONCURRENCY=2",
 	}, extraEnv...)...)
-	f.api = f.start("api", buildCmd(t, "cmd/api"), "api listening")
-	f.stack = &stack{t: t, base: "http://" + f.api.addr, dataDir: f.dataDir, logs: newLogBuffer()}
-	t.Cleanup(func() {
+	f.startAPI()
+	return f
+}
+
+// startAPI starts the fleet's API binary; every process of the fleet is
+// killed when the test ends, their last log lines shown if it failed.
+func (f *fleet) startAPI() {
+	f.t.Helper()
+	f.api = f.start("api", buildCmd(f.t, "cmd/api"), "api listening")
+	f.stack = &stack{t: f.t, base: "http://" + f.api.addr, dataDir: f.dataDir, logs: newLogBuffer()}
+	f.t.Cleanup(func() {
 		for _, p := range f.procs {
 			p.kill()
 		}
-		if t.Failed() {
+		if f.t.Failed() {
 			for _, p := range f.procs {
-				t.Logf("--- %s (pid %d) logs, last lines:\n%s", p.name, p.pid(), lastLines(p.logs.String(), 60))
+				f.t.Logf("--- %s (pid %d) logs, last lines:\n%s", p.name, p.pid(), lastLines(p.logs.String(), 60))
 			}
 		}
 	})
-	return f
 }
 
 // lastLines is the last n lines of s.

@@ -13,7 +13,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"sando/datadir"
+	"sando/logstore"
 	"sando/run"
+	"sando/runstore"
 	"sando/runwatch"
 	"sando/steps"
 )
@@ -22,6 +24,19 @@ import (
 // ?follow=1 streams new bytes until the step ends.
 func (s *Server) logs(c *gin.Context) {
 	ref := strings.TrimPrefix(c.Param("ref"), "/")
+	following := (c.Query("follow") == "1" || c.Query("follow") == "true") && c.Request.Method == http.MethodGet
+	// A step's log is in Redis, whichever worker wrote it; a run from
+	// before logs went there has only its worker's file.
+	if id, step, ok := parseRef(ref); ok && s.Redis != nil {
+		served, err := s.redisLog(c, id, step, following)
+		if err != nil {
+			s.abort(c, err)
+			return
+		}
+		if served {
+			return
+		}
+	}
 	f, err := s.Layout.OpenLog(ref)
 	if err != nil {
 		s.abort(c, notFound("no log "+strconv.Quote(ref)))
@@ -31,7 +46,7 @@ func (s *Server) logs(c *gin.Context) {
 	c.Header("Content-Type", "text/plain; charset=utf-8")
 	c.Header("X-Content-Type-Options", "nosniff")
 	// A HEAD asks for the headers of the log as it is: it never streams.
-	if follow := c.Query("follow"); (follow == "1" || follow == "true") && c.Request.Method == http.MethodGet {
+	if following {
 		s.follow(c, ref, f)
 		return
 	}
@@ -41,6 +56,73 @@ func (s *Server) logs(c *gin.Context) {
 		return
 	}
 	http.ServeContent(&rangeProblems{ResponseWriter: c.Writer, c: c}, c.Request, "", st.ModTime(), f)
+}
+
+// redisLog serves step's log of run id from Redis, and reports whether
+// there was one to serve.
+func (s *Server) redisLog(c *gin.Context, id int64, step string, following bool) (bool, error) {
+	cat := s.catalog()
+	p, err := s.pipeOf(c, cat, id)
+	if errors.Is(err, runstore.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	base := p.store.Keys().Log(id, step)
+	l, err := logstore.Open(c, s.Redis, base)
+	if errors.Is(err, logstore.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	c.Header("Content-Type", "text/plain; charset=utf-8")
+	c.Header("X-Content-Type-Options", "nosniff")
+	if !following {
+		http.ServeContent(&rangeProblems{ResponseWriter: c.Writer, c: c}, c.Request, "", time.Time{}, l)
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), maxFollow)
+	defer cancel()
+	wake := make(chan struct{}, 1)
+	if s.Watch != nil {
+		go s.wakeOnChange(ctx, cancel, cat, id, step, wake)
+	}
+	c.Status(http.StatusOK)
+	c.Writer.Flush() // the 200 now, not at the step's first byte
+	_ = logstore.Follow(ctx, s.Redis, base, c.Writer, c.Writer.Flush, 0, wake)
+	return true, nil
+}
+
+// liveGrace is how long a follower waits for a log to be closed after its
+// step ended: a worker that died mid-step never closes it.
+const liveGrace = 5 * time.Second
+
+// wakeOnChange wakes a follower whenever the run changes, and ends it
+// (cancel) liveGrace after the step has ended if the log is still open.
+func (s *Server) wakeOnChange(ctx context.Context, cancel func(), cat *catalog, id int64, step string, wake chan<- struct{}) {
+	w := s.Watch.Watch(id)
+	defer func() { w.Close() }()
+	for ctx.Err() == nil {
+		changed := w.Wait(ctx, 30*time.Second)
+		if changed {
+			w.Close()
+			w = s.Watch.Watch(id)
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+		if r, err := s.runOf(ctx, cat, id); err == nil && stepEnded(r, step) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(liveGrace):
+				cancel()
+			}
+			return
+		}
+	}
 }
 
 // rangeProblems makes http.ServeContent's one error a client can cause, 416
