@@ -98,7 +98,7 @@ gates:
 	cc := c.ClusterClient(t)
 	owners := map[string]bool{}
 	ctx := context.Background()
-	for _, key := range []string{"sando:{app}:runs", "asynq:{fetch}:completed", "asynq:{compile}:completed", "asynq:{gate}:completed"} {
+	for _, key := range []string{"sando:{app}:runs", "asynq:{fetch}:completed", "asynq:{" + disk + "}:completed", "sando:{_fleet}:seq"} {
 		require.NoError(t, cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
 			if ok, err := n.Exists(ctx, key).Result(); err == nil && ok == 1 {
 				owners[n.Options().Addr] = true
@@ -107,4 +107,53 @@ gates:
 		}))
 	}
 	require.Greater(t, len(owners), 1, "the keys all landed on one master: not a real test of the cluster")
+}
+
+// Two pipelines on a Redis Cluster: their keys carry different hash tags
+// (so different slots, here on different masters), each pipeline's
+// scripts stay in its slot, run ids stay unique across both through the
+// fleet's own slot, and a rebuild of one never supersedes the other's.
+func TestClusterTwoPipelines(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3)
+	proj := newProject(t, map[string]string{"VERSION": "3.1.0\n"})
+	dir := t.TempDir()
+	s := startStack(t, proj, stackOpts{redisURL: c.URL(), pipelines: map[string]string{
+		// app's first build waits for a file the test writes.
+		"app.yaml": "build: \"while [ ! -e " + dir + "/go ]; do sleep 0.05; done; echo built\"\n" +
+			"gates:\n  - kind: unit\n    run: echo app ok\n    needs: []\n  - kind: lint\n    run: echo lint ok\n    needs: []\n",
+		"docs.yaml": "build: echo built\ngates:\n  - kind: unit\n    run: echo docs ok\n",
+	}})
+	app := s.rebuild(`{"pipeline":"app"}`)
+	s.waitRun(app, 20*time.Second, "compiling", func(m map[string]any) bool { return m["phase"] == "compiling" })
+	docs1 := s.rebuild(`{"pipeline":"docs"}`)
+	docs2 := s.rebuild(`{"pipeline":"docs"}`)
+	require.Equal(t, []int{app + 1, app + 2}, []int{docs1, docs2}, "one id sequence for both pipelines")
+	require.NoError(t, writeFile(filepath.Join(dir, "go")))
+	for id, want := range map[int]string{app: "passed", docs2: "passed"} {
+		m := s.waitTerminal(id)
+		require.Equal(t, want, m["result"], "run %d: %v", id, m)
+	}
+	require.Equal(t, "aborted", s.waitTerminal(docs1)["result"], "docs's older run is superseded by docs's newer")
+	m := s.get(fmt.Sprintf("/runs/%d", app)).json(t)
+	require.Equal(t, "app", m["pipeline"])
+	require.Equal(t, map[string]any{"unit": "passed", "lint": "passed"}, gatesOf(m), "app was never superseded by docs")
+	r := s.get(fmt.Sprintf("/logs/%d/gate-unit.log", docs2))
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, "docs ok\n", string(r.body))
+
+	cc := c.ClusterClient(t)
+	ctx := context.Background()
+	slot := func(key string) int64 { return cc.ClusterKeySlot(ctx, key).Val() }
+	require.NotEqual(t, slot("sando:{app}:runs"), slot("sando:{docs}:runs"), "each pipeline has its own slot")
+	owners := map[string]bool{}
+	for _, key := range []string{"sando:{app}:runs", "sando:{docs}:runs"} {
+		require.NoError(t, cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			if ok, err := n.Exists(ctx, key).Result(); err == nil && ok == 1 {
+				owners[n.Options().Addr] = true
+			}
+			return nil
+		}))
+	}
+	require.Len(t, owners, 2, "app's and docs's keys are on two masters (slots 6805 and 13556 of a three-master cluster)")
 }
