@@ -104,11 +104,49 @@ func (l Layout) OpenLog(ref string) (*os.File, error) {
 	if err != nil {
 		return nil, ErrBadRef
 	}
-	if st, err := f.Stat(); err != nil || !oneLink(st) || !os.SameFile(before, st) {
+	st, err := f.Stat()
+	if err != nil || !sameOneLink(before, st) {
+		_ = f.Close()
+		return nil, ErrBadRef
+	}
+	// A stat racing an unlink may read the count already dropped: a hard
+	// link to an outside file, being replaced, can show one link. The name
+	// must still be this file, of one link and unchanged (ctime moves with
+	// every link made or removed), after the open: only a file that had
+	// one name throughout passes all three looks.
+	after, err := root.Stat(name)
+	if err != nil || !sameOneLink(st, after) || !bornInItsDir(root, name, f) {
 		_ = f.Close()
 		return nil, ErrBadRef
 	}
 	return f, nil
+}
+
+// bornInItsDir reports whether f was created no earlier than the
+// directory it is opened from: a step's log is made in its run's log
+// directory, after it, while a file that was there before the run (a
+// secret a build would link in) is older. It holds where the filesystem
+// keeps birth times; where it does not, the link checks above stand alone.
+func bornInItsDir(root *os.Root, name string, f *os.File) bool {
+	dir, err := root.Open(filepath.Dir(name))
+	if err != nil {
+		return false
+	}
+	defer dir.Close()
+	fb, fok := birth(f)
+	db, dok := birth(dir)
+	return !fok || !dok || !fb.Before(db)
+}
+
+
+// sameOneLink reports whether a and b are one regular file of one link,
+// whose inode did not change (ctime) between the two looks.
+func sameOneLink(a, b os.FileInfo) bool {
+	if !oneLink(a) || !oneLink(b) || !os.SameFile(a, b) {
+		return false
+	}
+	sa, sb := a.Sys().(*syscall.Stat_t), b.Sys().(*syscall.Stat_t)
+	return sa.Ctim == sb.Ctim
 }
 
 // validRef is the syntax of a log_ref: slash-separated names, none of
