@@ -147,7 +147,7 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL); empty: embedded in-memory Redis")
 	fs.StringVar(&c.Addr, "addr", c.Addr, "API listen address (SANDO_ADDR, PORT)")
 	fs.StringVar(&c.WorkerAddr, "worker-addr", c.WorkerAddr, "worker's /metrics and /healthz address (SANDO_WORKER_ADDR); empty: off")
-	fs.StringVar(&c.PipelinePath, "config", c.PipelinePath, "pipeline file (SANDO_CONFIG)")
+	fs.StringVar(&c.PipelinePath, "config", c.PipelinePath, "pipeline file or directory of them (SANDO_CONFIG)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "worktrees, logs, staged artifacts (SANDO_DATA_DIR)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "phases one worker runs at once (SANDO_CONCURRENCY)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "idle worker's queue poll interval (SANDO_POLL_INTERVAL)")

@@ -138,7 +138,6 @@ func bornInItsDir(root *os.Root, name string, f *os.File) bool {
 	return !fok || !dok || !fb.Before(db)
 }
 
-
 // sameOneLink reports whether a and b are one regular file of one link,
 // whose inode did not change (ctime) between the two looks.
 func sameOneLink(a, b os.FileInfo) bool {
