@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,23 +325,35 @@ func makeRepo(dir string) (string, error) {
 type pipelineSpec struct {
 	Name string
 	Repo string
-	Gate string // the one gate's command
+	Gate string // the one gate's command, when Gates is empty
+	// Gates, when set, replace the one gate: in file order, each with its
+	// needs (nil: no needs key, so it needs the gate before it).
+	Gates []gateSpec
+}
+
+type gateSpec struct {
+	Kind, Run string
+	Needs     []string // nil: no needs key; empty: needs: []
 }
 
 func (p pipelineSpec) yaml() string {
-	gate := p.Gate
-	if gate == "" {
-		gate = "true"
+	gates := p.Gates
+	if len(gates) == 0 {
+		gate := p.Gate
+		if gate == "" {
+			gate = "true"
+		}
+		gates = []gateSpec{{Kind: "unit", Run: gate}}
 	}
-	return fmt.Sprintf(`name: %s
-repo: %s
-branch: main
-build: "true"
-stage: "true"
-gates:
-  - kind: unit
-    run: %s
-`, p.Name, p.Repo, strconv.Quote(gate))
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "name: %s\nrepo: %s\nbranch: main\nbuild: \"true\"\nstage: \"true\"\ngates:\n", p.Name, p.Repo)
+	for _, g := range gates {
+		fmt.Fprintf(&sb, "  - kind: %s\n    run: %s\n", g.Kind, strconv.Quote(g.Run))
+		if g.Needs != nil {
+			fmt.Fprintf(&sb, "    needs: [%s]\n", strings.Join(g.Needs, ", "))
+		}
+	}
+	return sb.String()
 }
 
 // ---------------------------------------------------------------- processes
@@ -443,10 +457,18 @@ func tail(s string, n int) string {
 
 // stackOpts is one Sando deployment: an API and some worker processes.
 type stackOpts struct {
-	Pipeline    pipelineSpec
+	Pipeline pipelineSpec
+	// Pipelines, when set, are written one file each into a directory,
+	// which is SANDO_CONFIG (Pipeline is then unused).
+	Pipelines   []pipelineSpec
 	Workers     int
 	Concurrency int
-	NoAPI       bool
+	// OwnDataDirs gives each worker a data dir of its own (data-0, ...),
+	// as workers on separate hosts have: each is a disk:<id> queue.
+	OwnDataDirs bool
+	// PollInterval overrides the bench's SANDO_POLL_INTERVAL.
+	PollInterval time.Duration
+	NoAPI        bool
 	// NoSupersede sets SANDO_SUPERSEDE=0 on the API (throughput).
 	NoSupersede bool
 	// Profile runs the API and workers as this binary in the sando-*
@@ -462,6 +484,10 @@ type stack struct {
 	// Pprof is where each process serves net/http/pprof (with Profile):
 	// "api", "worker-0", ...
 	Pprof map[string]string
+
+	opt   stackOpts
+	bench *bench
+	env   []string // every process's environment
 }
 
 // role returns the binary and extra environment of one process: the real
@@ -484,18 +510,33 @@ func (b *bench) role(s *stack, o stackOpts, name, bin, role string) (string, []s
 }
 
 func (b *bench) startStack(o stackOpts) (*stack, error) {
-	dir, err := os.MkdirTemp(b.work, "stack-"+o.Pipeline.Name+"-")
+	name := o.Pipeline.Name
+	if len(o.Pipelines) > 0 {
+		name = o.Pipelines[0].Name
+	}
+	dir, err := os.MkdirTemp(b.work, "stack-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
-	s := &stack{Dir: dir, DataDir: filepath.Join(dir, "data"), Pprof: map[string]string{}}
+	s := &stack{Dir: dir, DataDir: filepath.Join(dir, "data"), Pprof: map[string]string{}, opt: o, bench: b}
 	cfg := filepath.Join(dir, "sando.yaml")
-	if err := os.WriteFile(cfg, []byte(o.Pipeline.yaml()), 0o644); err != nil {
+	if len(o.Pipelines) > 0 {
+		cfg = filepath.Join(dir, "pipelines")
+		if err := os.MkdirAll(cfg, 0o755); err != nil {
+			return nil, err
+		}
+		for _, p := range o.Pipelines {
+			if err := os.WriteFile(filepath.Join(cfg, p.Name+".yaml"), []byte(p.yaml()), 0o644); err != nil {
+				return nil, err
+			}
+		}
+	} else if err := os.WriteFile(cfg, []byte(o.Pipeline.yaml()), 0o644); err != nil {
 		return nil, err
 	}
+	poll := cmp.Or(o.PollInterval, b.opt.PollInterval)
 	env := []string{
 		"REDIS_URL=" + b.redis.URL(), "SANDO_CONFIG=" + cfg, "SANDO_DATA_DIR=" + s.DataDir,
-		"SANDO_POLL_INTERVAL=" + b.opt.PollInterval.String(),
+		"SANDO_POLL_INTERVAL=" + poll.String(),
 		"SANDO_CONCURRENCY=" + strconv.Itoa(max(1, o.Concurrency)),
 		"SANDO_LOG_LEVEL=info", "SANDO_TOKEN=", "SANDO_READ_TOKEN=", "SANDO_WORKER_ADDR=",
 	}
@@ -521,22 +562,36 @@ func (b *bench) startStack(o stackOpts) (*stack, error) {
 			return nil, err
 		}
 	}
-	for i := range o.Workers {
-		bin, extra, err := b.role(s, o, fmt.Sprintf("worker-%d", i), b.workerBin, "sando-worker")
-		if err != nil {
+	s.env = env
+	for range o.Workers {
+		if err := s.AddWorker(); err != nil {
 			s.Stop()
 			return nil, err
 		}
-		w, err := startProc(fmt.Sprintf("sando-worker-%d", i), bin, nil, append(env, extra...),
-			filepath.Join(dir, fmt.Sprintf("worker-%d.log", i)),
-			func(m map[string]any) (string, bool) { return "", m["msg"] == "worker started" })
-		if err != nil {
-			s.Stop()
-			return nil, err
-		}
-		s.Workers = append(s.Workers, w)
 	}
 	return s, nil
+}
+
+// AddWorker starts one more worker process on the stack (on a data dir of
+// its own with OwnDataDirs).
+func (s *stack) AddWorker() error {
+	i := len(s.Workers)
+	bin, extra, err := s.bench.role(s, s.opt, fmt.Sprintf("worker-%d", i), s.bench.workerBin, "sando-worker")
+	if err != nil {
+		return err
+	}
+	env := append(slices.Clone(s.env), extra...)
+	if s.opt.OwnDataDirs {
+		env = append(env, "SANDO_DATA_DIR="+filepath.Join(s.Dir, fmt.Sprintf("data-%d", i)))
+	}
+	w, err := startProc(fmt.Sprintf("sando-worker-%d", i), bin, nil, env,
+		filepath.Join(s.Dir, fmt.Sprintf("worker-%d.log", i)),
+		func(m map[string]any) (string, bool) { return "", m["msg"] == "worker started" })
+	if err != nil {
+		return err
+	}
+	s.Workers = append(s.Workers, w)
+	return nil
 }
 
 func (s *stack) Stop() {

@@ -153,9 +153,15 @@ func newAPI(addr, sha string) *api {
 }
 
 // Rebuild is POST /rebuild; it returns the run id.
-func (a *api) Rebuild(ctx context.Context) (int64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/rebuild",
-		strings.NewReader(`{"sha":"`+a.sha+`"}`))
+func (a *api) Rebuild(ctx context.Context) (int64, error) { return a.RebuildOf(ctx, "") }
+
+// RebuildOf is POST /rebuild of one pipeline of several ("": the only one).
+func (a *api) RebuildOf(ctx context.Context, pipeline string) (int64, error) {
+	body := `{"sha":"` + a.sha + `"}`
+	if pipeline != "" {
+		body = `{"sha":"` + a.sha + `","pipeline":` + strconv.Quote(pipeline) + `}`
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/rebuild", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.hc.Do(req)
 	if err != nil {
@@ -181,8 +187,10 @@ type runView struct {
 	Phase  string `json:"phase"`
 	Result string `json:"result"`
 	Gates  []struct {
-		Kind   string  `json:"kind"`
-		Status *string `json:"status"`
+		Kind       string     `json:"kind"`
+		Status     *string    `json:"status"`
+		StartedAt  *time.Time `json:"started_at"`
+		FinishedAt *time.Time `json:"finished_at"`
 	} `json:"gates"`
 	FailureSummary *string `json:"failure_summary"`
 }
