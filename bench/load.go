@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"sando/app"
+	sandoapi "sando/app/api"
 	"sando/config"
 )
 
@@ -37,7 +38,7 @@ func sandoWithPprof(role string) error {
 	go func() { _ = http.Serve(ln, http.DefaultServeMux) }()
 	if role == "sando-api" {
 		app.Main("sando-api", func(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-			return app.API(ctx, cfg, log, nil)
+			return sandoapi.Run(ctx, cfg, log, nil)
 		})
 	} else {
 		app.Main("sando-worker", app.Worker)

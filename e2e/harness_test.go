@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"sando/app"
+	"sando/app/api"
 	"sando/config"
 	"sando/internal/redistest"
 	"sando/steps"
@@ -123,7 +124,7 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 	var done []chan error
 	ready := make(chan string, 1)
 	apiDone := make(chan error, 1)
-	go func() { apiDone <- app.API(ctx, cfg, log.With("proc", "api"), func(a string) { ready <- a }) }()
+	go func() { apiDone <- api.Run(ctx, cfg, log.With("proc", "api"), func(a string) { ready <- a }) }()
 	done = append(done, apiDone)
 	workers := o.workers
 	if workers == 0 && !o.embedded {

@@ -7,11 +7,12 @@ import (
 	"log/slog"
 
 	"sando/app"
+	"sando/app/api"
 	"sando/config"
 )
 
 func main() {
 	app.Main("sando-api", func(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-		return app.API(ctx, cfg, log, nil)
+		return api.Run(ctx, cfg, log, nil)
 	})
 }

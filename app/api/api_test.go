@@ -1,4 +1,4 @@
-package app
+package api
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"sando/app"
 	"sando/config"
 	"sando/internal/redistest"
 )
@@ -51,9 +52,9 @@ func TestAPIRefusesBadPipelines(t *testing.T) {
 				}
 				require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
 			}
-			err := API(context.Background(), config.Config{PipelinePath: path, DataDir: t.TempDir(), Addr: "127.0.0.1:0"},
+			err := Run(context.Background(), config.Config{PipelinePath: path, DataDir: t.TempDir(), Addr: "127.0.0.1:0"},
 				slog.New(slog.DiscardHandler), func(string) { t.Error("the API started") })
-			var ce *ConfigError
+			var ce *app.ConfigError
 			require.ErrorAs(t, err, &ce)
 			for _, w := range tc.want {
 				require.Contains(t, err.Error(), strings.ReplaceAll(w, "<dir>", dir))
@@ -79,7 +80,7 @@ func TestAPIReloadsOnSIGHUP(t *testing.T) {
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- API(ctx, config.Config{PipelinePath: path, RedisURL: "redis://" + m.Addr(), DataDir: t.TempDir(),
+		done <- Run(ctx, config.Config{PipelinePath: path, RedisURL: "redis://" + m.Addr(), DataDir: t.TempDir(),
 			Addr: "127.0.0.1:0", ShutdownTimeout: time.Second}, log, func(a string) { addr <- a })
 	}()
 	t.Cleanup(func() {

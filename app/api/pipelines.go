@@ -1,4 +1,4 @@
-package app
+package api
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"sando/app"
 	"sando/metrics"
 	"sando/pipeline"
 	"sando/runstore"
@@ -28,7 +29,7 @@ type pipelines struct {
 func loadPipelines(path string) (*pipeline.Registry, error) {
 	reg, err := pipeline.NewRegistry(path)
 	if err != nil {
-		return nil, &ConfigError{err}
+		return nil, &app.ConfigError{Err: err}
 	}
 	return reg, nil
 }
