@@ -100,7 +100,7 @@ func (s *Server) Handler() http.Handler {
 	r.Use(s.observe, s.recoverer(), s.limitBody)
 
 	write := r.Group("/", s.auth(s.Token))
-	read := r.Group("/", s.auth(s.ReadToken))
+	read := r.Group("/", s.auth(s.ReadToken, s.Token)) // the write token grants every read
 	write.POST("/rebuild", s.rebuild)
 	write.POST("/pipelines/:name/rebuild", s.rebuild)
 	write.POST("/runs/:id/cancel", s.cancel)
@@ -147,13 +147,20 @@ func (s *Server) observe(c *gin.Context) {
 	s.Metrics.HTTP(route, c.Request.Method, strconv.Itoa(c.Writer.Status()), time.Since(start))
 }
 
-// Auth is the bearer-token check, exported so other mounts (Asynqmon)
-// share it. An empty token lets everything through.
-func (s *Server) auth(token string) gin.HandlerFunc {
+// auth is the bearer-token check: the request must carry token, or one of
+// also (each compared in constant time). An empty token lets everything
+// through.
+func (s *Server) auth(token string, also ...string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if token == "" || TokenMatches(c.Request, token) {
 			c.Next()
 			return
+		}
+		for _, t := range also {
+			if t != "" && TokenMatches(c.Request, t) {
+				c.Next()
+				return
+			}
 		}
 		c.Header("WWW-Authenticate", `Bearer realm="sando"`)
 		writeProblem(c, http.StatusUnauthorized, "missing or wrong bearer token")

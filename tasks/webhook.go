@@ -31,7 +31,13 @@ func Sign(secret string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-var webhookClient = &http.Client{Timeout: 10 * time.Second}
+// webhookClient never follows a redirect: a receiver answering 3xx could
+// otherwise aim the signed body at any address the worker reaches (an
+// internal admin port). A 3xx is a failed delivery, retried like any.
+var webhookClient = &http.Client{
+	Timeout:       10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
 
 func (r *Runner) deliver(ctx context.Context, t *asynq.Task) error {
 	var p lifecycle.WebhookPayload

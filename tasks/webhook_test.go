@@ -170,3 +170,26 @@ func TestOutboxOnlyForRunsWithWebhooks(t *testing.T) {
 		})
 	}
 }
+
+// A receiver that answers a redirect does not get the signed body sent
+// where it points: the 3xx is a failed delivery, retried like one.
+func TestWebhookDoesNotFollowRedirects(t *testing.T) {
+	t.Parallel()
+	inner := &hookReceiver{}
+	admin := httptest.NewServer(inner)
+	defer admin.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, admin.URL+"/internal/admin", http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	b := setup(t, "true")
+	withWebhooks(t, b, redirect.URL+"/hook")
+	ctx := context.Background()
+	id := newRun(t, b)
+	_, err := b.store.Fail(ctx, id, "x")
+	require.NoError(t, err)
+	body, _ := json.Marshal(lifecycle.WebhookPayload{RunID: id, Pipeline: "app", Hook: 0})
+	err = b.runner.deliver(ctx, asynq.NewTask(lifecycle.TypeWebhook, body))
+	require.ErrorContains(t, err, "status 307", "a redirect is a failed delivery")
+	require.Zero(t, inner.count(), "nothing reached the redirect's target")
+}
