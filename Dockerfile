@@ -89,7 +89,9 @@ ENTRYPOINT ["/usr/local/bin/sando-worker"]
 FROM gcr.io/distroless/static-debian12:nonroot AS api
 COPY --from=build --chown=65532:65532 /out/empty /var/lib/sando
 COPY --from=build /out/sando-api /usr/local/bin/sando-api
-# SANDO_ADDR is left unset so a platform's PORT still applies (default :8080).
+# SANDO_ADDR is left unset so a platform's PORT (every interface) still
+# applies; without either the API listens on loopback only, useless in a
+# container: set SANDO_ADDR=0.0.0.0:8080 (and SANDO_TOKEN).
 ENV SANDO_CONFIG=/etc/sando/sando.yaml \
     SANDO_DATA_DIR=/var/lib/sando
 USER 65532:65532

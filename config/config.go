@@ -5,6 +5,7 @@ package config
 
 import (
 	"errors"
+	"net"
 	"flag"
 	"fmt"
 	"io"
@@ -19,7 +20,7 @@ import (
 // Config of cmd/api and cmd/worker. Flags override the environment.
 type Config struct {
 	RedisURL        string        // REDIS_URL; empty: embedded miniredis + in-process worker
-	Addr            string        // SANDO_ADDR (or PORT); API listen address
+	Addr            string        // SANDO_ADDR (or PORT, meaning that port on every interface); API listen address
 	WorkerAddr      string        // SANDO_WORKER_ADDR; a worker's /metrics and /healthz; empty: off
 	PipelinePath    string        // SANDO_CONFIG
 	DataDir         string        // SANDO_DATA_DIR
@@ -47,7 +48,7 @@ type Config struct {
 // Defaults, documented in the README's configuration table.
 func defaults() Config {
 	return Config{
-		Addr:            ":8080",
+		Addr:            "127.0.0.1:8080", // loopback: anyone who reaches the API can start builds
 		PipelinePath:    "./sando.yaml",
 		DataDir:         "./data",
 		Concurrency:     runtime.NumCPU(),
@@ -217,4 +218,22 @@ func parseDays(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("bad duration %q", v)
 	}
 	return d, nil
+}
+
+// Exposed reports whether the API listens beyond loopback without a
+// write token: then anyone who reaches it can start builds, which run
+// shell commands. The API logs a warning saying so.
+func (c Config) Exposed() bool {
+	if c.Token != "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }

@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 	c, err := load(nil)
 	require.NoError(t, err)
 	require.Equal(t, Config{
-		Addr: ":8080", PipelinePath: "./sando.yaml", DataDir: "./data", Concurrency: runtime.NumCPU(),
+		Addr: "127.0.0.1:8080", PipelinePath: "./sando.yaml", DataDir: "./data", Concurrency: runtime.NumCPU(),
 		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 10 * time.Second, LogLevel: "info",
 		Retention: 30 * 24 * time.Hour, RetentionRuns: 1000,
 	}, c)
@@ -76,4 +76,19 @@ func TestBadSettings(t *testing.T) {
 		require.Error(t, err, "%v %v", tt.env, tt.args)
 		require.Equal(t, tt.want, err.Error())
 	}
+}
+
+func TestExposed(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": false, "[::1]:8080": false, "localhost:8080": false,
+		":8080": true, "0.0.0.0:8080": true, "10.1.2.3:80": true, "sando.internal:80": true,
+	} {
+		require.Equal(t, want, Config{Addr: addr}.Exposed(), addr)
+		require.False(t, Config{Addr: addr, Token: "t"}.Exposed(), "with a token: %s", addr)
+	}
+	c, err := Load("sando-api", nil, func(k string) string { return map[string]string{"PORT": "5000"}[k] }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, ":5000", c.Addr, "a platform's PORT means every interface")
+	require.True(t, c.Exposed())
 }

@@ -113,6 +113,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	if err != nil {
 		return &app.ConfigError{Err: fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)}
 	}
+	if cfg.Exposed() {
+		log.Warn("the API listens beyond loopback with no SANDO_TOKEN: anyone who reaches it can start builds, "+
+			"which run shell commands; set SANDO_TOKEN", "addr", ln.Addr().String())
+	}
 	srv := httpapi.NewHTTPServer(handler)
 	log.Info("api listening", "addr", ln.Addr().String(), "pipelines", reg.Current().Names(), "data_dir", p.Layout.Root)
 	if ready != nil {
