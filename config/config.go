@@ -5,10 +5,10 @@ package config
 
 import (
 	"errors"
-	"net"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
