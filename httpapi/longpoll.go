@@ -150,9 +150,21 @@ func (s *Server) getRun(c *gin.Context) {
 			return
 		}
 		remaining := time.Until(deadline)
-		if !etagMatches(inm, v.etag) || v.terminal || remaining <= 0 || ctx.Err() != nil {
+		if v.terminal && etagMatches(inm, v.etag) && remaining > 0 {
+			// A finished run never changes: hold for the whole wait, as for
+			// any run, so a client looping on ETag changes does not spin
+			// (Consul's blocking queries do the same). Nothing to watch.
 			w.Close()
-			s.send(c, v) // changed: 200; a finished run or time up: 304
+			select {
+			case <-time.After(remaining):
+			case <-ctx.Done():
+			}
+			s.send(c, v) // 304
+			return
+		}
+		if !etagMatches(inm, v.etag) || remaining <= 0 || ctx.Err() != nil {
+			w.Close()
+			s.send(c, v) // changed: 200; time up: 304
 			return
 		}
 		w.Wait(ctx, remaining)
