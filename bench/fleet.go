@@ -132,7 +132,7 @@ func (b *bench) scaling(ctx context.Context) error {
 			ideal = time.Duration((f.ScalePipelines+slots-1)/slots) * perRun
 		}
 		mk, oh := value{Unit: "ms"}, value{Unit: "ms"}
-		var spread []string
+		var spread, where []string
 		for rep := range o.Reps {
 			if err := b.redis.Flush(ctx); err != nil {
 				return err
@@ -150,6 +150,7 @@ func (b *bench) scaling(ctx context.Context) error {
 			}
 			oh.Samples = append(oh.Samples, h)
 			ids := make([]int64, len(pipes))
+			views := make([]*runView, len(pipes))
 			ends := make([]time.Time, len(pipes))
 			errs := make([]error, len(pipes))
 			var wg sync.WaitGroup
@@ -158,7 +159,7 @@ func (b *bench) scaling(ctx context.Context) error {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					ids[i], _, ends[i], errs[i] = runPassed(ctx, a, p.Name, 10*time.Minute)
+					ids[i], views[i], ends[i], errs[i] = runPassed(ctx, a, p.Name, 10*time.Minute)
 				}()
 			}
 			wg.Wait()
@@ -173,6 +174,29 @@ func (b *bench) scaling(ctx context.Context) error {
 				}
 			}
 			mk.Samples = append(mk.Samples, ms(last.Sub(t0)))
+			// Where the time beyond the gates' work went, from the views:
+			// POST → first gate started (fetch, compile, stage and the
+			// wait for a slot), the gaps between one gate's end and the
+			// next one's start, and last gate finished → answer seen.
+			var toFirst, gaps, tails []float64
+			for i, v := range views {
+				g := v.Gates
+				if len(g) == 0 || g[0].StartedAt == nil || g[len(g)-1].FinishedAt == nil {
+					continue
+				}
+				toFirst = append(toFirst, ms(g[0].StartedAt.Sub(t0)))
+				for j := 1; j < len(g); j++ {
+					if g[j].StartedAt != nil && g[j-1].FinishedAt != nil {
+						gaps = append(gaps, ms(g[j].StartedAt.Sub(*g[j-1].FinishedAt)))
+					}
+				}
+				tails = append(tails, ms(ends[i].Sub(*g[len(g)-1].FinishedAt)))
+			}
+			if len(toFirst) > 0 && len(gaps) > 0 {
+				where = append(where, fmt.Sprintf("POST → first gate started %.0f ms median (%.0f–%.0f), gate end → next gate start %.0f ms median (max %.0f), "+
+					"last gate end → passed seen %.0f ms median (max %.0f)", median(toFirst), slices.Min(toFirst), slices.Max(toFirst),
+					median(gaps), slices.Max(gaps), median(tails), slices.Max(tails)))
+			}
 			// Where each run went: the data dir of its last step.
 			perDisk := map[string]int{}
 			for i, p := range pipes {
@@ -204,7 +228,8 @@ func (b *bench) scaling(ctx context.Context) error {
 		}})
 		b.report.add(line{Bench: bScaling, Measure: "no-op run POST → passed, p50 (same stack, before the batch), " + label, Sando: oh})
 		r := ms(ideal) / mk.Median()
-		b.report.note("Scaling, %s: ideal ÷ makespan %.2f; runs per data dir in each repetition: %s.", label, r, strings.Join(spread, "; "))
+		b.report.note("Scaling, %s: ideal ÷ makespan %.2f; runs per data dir in each repetition: %s. Per repetition: %s.", label, r,
+			strings.Join(spread, "; "), strings.Join(where, "; "))
 		if workers == 4 || workers == slices.Max(f.ScaleWorkers) {
 			b.report.goal(bScaling, fmt.Sprintf("ideal ÷ makespan ≥ 0.85 with %d worker processes", workers), r >= 0.85,
 				"%s ÷ %.2f s = %.2f", ideal, mk.Median()/1000, r)
