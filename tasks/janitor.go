@@ -193,7 +193,10 @@ func (r *Runner) expireStalled(ctx context.Context, name string, store *runstore
 // lostAfter, and were so at the previous sweep too, at the same progress.
 // suspect says the run is silent for the first time: the next sweep tells.
 func (r *Runner) lost(ctx context.Context, store *runstore.Store, cur *run.Run, since, now time.Time, seen map[string]time.Time) (summary string, suspect bool, err error) {
-	if cur.Disk == "" || cur.Phase == run.PhaseQueued || now.Sub(since) <= lostAfter {
+	// A fetch waits on the fleet's queue: any live worker's asynq takes a
+	// lost one back (and fetches anew on its own disk), so only the steps
+	// bound to a data dir can be stranded with it.
+	if cur.Disk == "" || cur.Phase == run.PhaseQueued || cur.Phase == run.PhaseFetching || now.Sub(since) <= lostAfter {
 		return "", false, nil
 	}
 	last, ok := seen[cur.Disk]

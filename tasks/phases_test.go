@@ -352,6 +352,10 @@ func TestJanitorFailsRunOfLostWorker(t *testing.T) {
 		return id
 	}
 	lost, shared, moved := atDisk("gone"), atDisk("alive"), atDisk("gone")
+	fetching := newRun(t, b) // on the fleet's fetch queue: asynq hands it to any live worker
+	_, _, err := b.store.SetPhase(ctx, fetching, run.PhaseFetching, "t", runstore.Where{Disk: "gone", Worker: "h:/gone"}, "")
+	require.NoError(t, err)
+	progressAgo(fetching, time.Minute)
 	require.NoError(t, b.runner.Fleet.Beat(ctx, "gone", now.Add(-2*time.Minute)))
 	require.NoError(t, b.runner.Fleet.Beat(ctx, "alive", now.Add(-time.Second)))
 	result := func(id int64) *run.Run {
@@ -368,12 +372,14 @@ func TestJanitorFailsRunOfLostWorker(t *testing.T) {
 	progressAgo(lost, time.Minute+JanitorInterval) // unchanged since the last sweep
 	progressAgo(shared, time.Minute+JanitorInterval)
 	progressAgo(moved, time.Minute) // it made progress between the sweeps
+	progressAgo(fetching, time.Minute+JanitorInterval)
 	require.NoError(t, b.runner.sweep(ctx, nil))
 	r := result(lost)
 	require.Equal(t, run.ResultFailed, r.Result)
 	require.Equal(t, "compiling: worker lost (h:/gone, silent for 1m30s); rebuild to run it elsewhere", r.FailureSummary)
 	require.Equal(t, run.ResultBuilding, result(shared).Result, "a live worker on its disk recovers it")
 	require.Equal(t, run.ResultBuilding, result(moved).Result, "it moved: not lost")
+	require.Equal(t, run.ResultBuilding, result(fetching).Result, "a fetch is not bound to its disk")
 }
 
 // Every worker tidies its own data dir: a pruned run's files go, a
