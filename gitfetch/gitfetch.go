@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -195,6 +196,17 @@ func (g git) run(ctx context.Context, args ...string) (string, error) {
 		"GIT_ASKPASS=true",
 		"GIT_CONFIG_NOSYSTEM=1",
 	)
+	// The repository's credentials go through git's environment, never
+	// its command line: the URL in args loses its userinfo.
+	if bare, creds := splitCredentials(g.opts.Repo); creds != nil {
+		args = slices.Clone(args)
+		for i, a := range args {
+			if a == g.opts.Repo {
+				args[i] = bare
+			}
+		}
+		env = append(env, creds...)
+	}
 	res, err := proc.Run(ctx, proc.Spec{
 		Args: append([]string{"git", "-C", cmp.Or(g.dir, g.opts.Dir)}, args...),
 		Env:  env, Output: w,
