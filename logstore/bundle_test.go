@@ -143,6 +143,21 @@ func stored(t *testing.T, rdb redis.UniversalClient, base string) (*logstore.Log
 	return l, b
 }
 
+// storedNow is stored for a condition polled while a writer may be taking
+// the log over: a read racing the takeover may find what it opened gone
+// (ErrNotFound), which is no answer yet rather than a failure.
+func storedNow(rdb redis.UniversalClient, base string) (*logstore.Log, []byte, bool) {
+	l, err := logstore.Open(context.Background(), rdb, base)
+	if err != nil {
+		return nil, nil, false
+	}
+	b, err := io.ReadAll(l)
+	if err != nil || len(b) != int(l.Size) {
+		return nil, nil, false
+	}
+	return l, b, true
+}
+
 // capped is what a log of input becomes under cap: all of it, or the
 // head, the marker and the tail.
 func capped(input []byte, cap int) []byte {

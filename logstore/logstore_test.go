@@ -456,8 +456,8 @@ func TestSecondWriterTakesOver(t *testing.T) {
 		_, err = retry.Write([]byte("attempt 2\n"))
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {
-			_, got := stored(t, b.rdb, base("compile"))
-			return string(got) == "attempt 2\n"
+			_, got, ok := storedNow(b.rdb, base("compile"))
+			return ok && string(got) == "attempt 2\n"
 		}, 5*time.Second, 2*time.Millisecond, "the retry takes the log over")
 
 		_, err = old.Write([]byte("late output of attempt 1\n"))
@@ -470,8 +470,8 @@ func TestSecondWriterTakesOver(t *testing.T) {
 		// A third attempt replaces a done log too.
 		third := startWriter(t, b.rdb, base("compile"), fast(logstore.Options{}))
 		require.Eventually(t, func() bool {
-			l, got := stored(t, b.rdb, base("compile"))
-			return !l.Done && len(got) == 0
+			l, got, ok := storedNow(b.rdb, base("compile"))
+			return ok && !l.Done && len(got) == 0
 		}, 5*time.Second, 2*time.Millisecond, "a new writer starts the log afresh")
 		require.NoError(t, third.Close())
 	})
