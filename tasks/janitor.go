@@ -93,14 +93,22 @@ const outboxBatch = 100
 // sweep fails stalled runs and enqueues the webhooks of runs whose settler
 // did not live to do it, for every pipeline that has runs.
 func (r *Runner) sweep(ctx context.Context, _ *asynq.Task) error {
+	return r.eachPipeline(ctx, func(name string, store *runstore.Store) error {
+		return errors.Join(r.expireStalled(ctx, name, store), r.drainOutbox(ctx, name, store))
+	})
+}
+
+// eachPipeline runs fn on the store of every pipeline the fleet knows (a
+// worker reads no pipeline file): the fleet's chores sweep them all. One
+// pipeline's error does not keep fn from the others; all are returned.
+func (r *Runner) eachPipeline(ctx context.Context, fn func(name string, store *runstore.Store) error) error {
 	names, err := r.Fleet.Pipelines(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, name := range names {
-		store := runstore.New(r.Redis, name)
-		errs = append(errs, r.expireStalled(ctx, name, store), r.drainOutbox(ctx, name, store))
+		errs = append(errs, fn(name, runstore.New(r.Redis, name)))
 	}
 	return errors.Join(errs...)
 }

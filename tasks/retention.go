@@ -43,18 +43,12 @@ func (r *Runner) prune(ctx context.Context, _ *asynq.Task) error {
 	if r.Retention.Age <= 0 {
 		return nil // retention off
 	}
-	names, err := r.Fleet.Pipelines(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, name := range names {
-		store := runstore.New(r.Redis, name)
+	return r.eachPipeline(ctx, func(name string, store *runstore.Store) error {
 		ids, err := store.Prune(ctx, r.now().Add(-r.Retention.Age), r.Retention.Runs, pruneBatch)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
+		var errs []error
 		for _, id := range ids {
 			errs = append(errs, r.deleteLogs(ctx, store, id))
 			_ = os.RemoveAll(r.Layout.LogDir(id))
@@ -64,8 +58,8 @@ func (r *Runner) prune(ctx context.Context, _ *asynq.Task) error {
 		if len(ids) > 0 {
 			r.Logger.Info("pruned finished runs past retention", "pipeline", name, "runs", len(ids), "oldest", ids[0], "newest", ids[len(ids)-1])
 		}
-	}
-	return errors.Join(errs...)
+		return errors.Join(errs...)
+	})
 }
 
 // Tidy removes what this worker's data dir keeps of runs that are over:

@@ -128,9 +128,7 @@ func Start(cfg Config, runner *tasks.Runner) (*Worker, error) {
 // their task ids make each run once per window whichever worker's offer
 // lands first.
 func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
-	t := time.NewTicker(tasks.JanitorInterval / 2)
-	defer t.Stop()
-	for {
+	every(ctx, tasks.JanitorInterval/2, func() {
 		now := time.Now()
 		if err := tasks.EnqueueJanitor(ctx, runner.Queue, now); err != nil && ctx.Err() == nil {
 			log.Warn("janitor not enqueued", "err", err)
@@ -138,39 +136,34 @@ func janitor(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
 		if err := tasks.EnqueuePrune(ctx, runner.Queue, now); err != nil && ctx.Err() == nil {
 			log.Warn("prune not enqueued", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // tidy cleans this worker's data dir at start and every prune interval.
 func tidy(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
-	t := time.NewTicker(tasks.PruneInterval)
-	defer t.Stop()
-	for {
+	every(ctx, tasks.PruneInterval, func() {
 		if err := runner.Tidy(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("data dir not tidied; retried later", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // beat records that this worker's data dir is alive, every
 // tasks.BeatInterval, for the janitor's lost-worker check.
 func beat(ctx context.Context, runner *tasks.Runner, log *slog.Logger) {
-	t := time.NewTicker(tasks.BeatInterval)
-	defer t.Stop()
-	for {
+	every(ctx, tasks.BeatInterval, func() {
 		if err := runner.Fleet.Beat(ctx, runner.Disk, time.Now()); err != nil && ctx.Err() == nil {
 			log.Debug("heartbeat not recorded", "err", err) // Redis away: every worker is silent alike
 		}
+	})
+}
+
+// every runs fn now and then every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		fn()
 		select {
 		case <-ctx.Done():
 			return
