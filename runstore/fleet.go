@@ -149,6 +149,11 @@ func (f *Fleet) Adopt(ctx context.Context, pipelines []string) error {
 
 // forget drops pruned runs from the index.
 func (f *Fleet) forget(ctx context.Context, ids []int64) error {
+	return hdelIDs(ctx, f.rdb, f.keys.RunPipeline(), ids)
+}
+
+// hdelIDs deletes the fields named by run ids from hash key.
+func hdelIDs(ctx context.Context, rdb redis.UniversalClient, key string, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -156,7 +161,7 @@ func (f *Fleet) forget(ctx context.Context, ids []int64) error {
 	for i, id := range ids {
 		fields[i] = strconv.FormatInt(id, 10)
 	}
-	return f.rdb.HDel(ctx, f.keys.RunPipeline(), fields...).Err()
+	return rdb.HDel(ctx, key, fields...).Err()
 }
 
 // Beat records that a worker on data dir disk is alive now.

@@ -176,12 +176,5 @@ func (s *Store) Suspect(ctx context.Context, id int64, seen time.Time) (bool, er
 
 // Clear drops run ids from the janitor's suspects.
 func (s *Store) Clear(ctx context.Context, ids ...int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	fields := make([]string, len(ids))
-	for i, id := range ids {
-		fields[i] = strconv.FormatInt(id, 10)
-	}
-	return s.rdb.HDel(ctx, s.keys.Suspects(), fields...).Err()
+	return hdelIDs(ctx, s.rdb, s.keys.Suspects(), ids)
 }
