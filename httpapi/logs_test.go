@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -21,19 +20,15 @@ import (
 func TestLogZeroSuffixRange(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t)
-	ctx := context.Background()
-	onDisk, err := a.store("app").Create(ctx, runstore.CreateRequest{})
-	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(a.layout.LogDir(onDisk.ID), 0o755))
-	require.NoError(t, os.WriteFile(a.layout.LogPath(onDisk.ID, "compile"), []byte("building\n"), 0o644))
-	inRedis, err := a.store("app").Create(ctx, runstore.CreateRequest{})
+	onDisk := a.diskLog("building\n")
+	inRedis, err := a.store("app").Create(context.Background(), runstore.CreateRequest{})
 	require.NoError(t, err)
 	w := logstore.NewWriter(a.rdb, a.store("app").Keys().Log(inRedis.ID, "compile"), logstore.Options{})
 	_, err = w.Write([]byte("building\n"))
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
 
-	for _, id := range []int64{onDisk.ID, inRedis.ID} {
+	for _, id := range []int64{onDisk, inRedis.ID} {
 		log := "/logs/" + datadir.LogRef(id, "compile")
 		for _, spec := range []string{"bytes=-0", "bytes=-000", "bytes=-0, -0"} {
 			resp, body := a.do(http.MethodGet, log, "", "Range", spec)
