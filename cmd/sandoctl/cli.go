@@ -206,6 +206,20 @@ func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) (pos []string,
 	return pos, 0, true
 }
 
+// oneRun parses the arguments of a command on one run: its id and flags.
+// When ok is false, the command exits with code.
+func (cl *cli) oneRun(fs *flag.FlagSet, args []string) (id int64, code int, ok bool) {
+	pos, code, ok := parse(fs, args, 1, 1)
+	if !ok {
+		return 0, code, false
+	}
+	id, err := runID(pos[0])
+	if err != nil {
+		return 0, cl.fail(err, ""), false
+	}
+	return id, 0, true
+}
+
 func runID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id <= 0 {
@@ -328,13 +342,9 @@ func ciKey(getenv func(string) string, pipeline, sha, ref string) string {
 
 func (cl *cli) watchCmd(ctx context.Context, args []string) int {
 	fs, timeout := cl.flags("watch", "watch ID [--timeout D]")
-	pos, code, ok := parse(fs, args, 1, 1)
+	id, code, ok := cl.oneRun(fs, args)
 	if !ok {
 		return code
-	}
-	id, err := runID(pos[0])
-	if err != nil {
-		return cl.fail(err, "")
 	}
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
@@ -497,13 +507,9 @@ func (cl *cli) logs(ctx context.Context, args []string) int {
 
 func (cl *cli) cancel(ctx context.Context, args []string) int {
 	fs, timeout := cl.flags("cancel", "cancel ID [--timeout D]")
-	pos, code, ok := parse(fs, args, 1, 1)
+	id, code, ok := cl.oneRun(fs, args)
 	if !ok {
 		return code
-	}
-	id, err := runID(pos[0])
-	if err != nil {
-		return cl.fail(err, "")
 	}
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
@@ -532,13 +538,9 @@ func (cl *cli) cancel(ctx context.Context, args []string) int {
 func (cl *cli) open(ctx context.Context, args []string) int {
 	fs, timeout := cl.flags("open", "open ID [--browser] [--timeout D]")
 	browser := fs.Bool("browser", false, "also open the page in the desktop's browser (xdg-open, or open on macOS)")
-	pos, code, ok := parse(fs, args, 1, 1)
+	id, code, ok := cl.oneRun(fs, args)
 	if !ok {
 		return code
-	}
-	id, err := runID(pos[0])
-	if err != nil {
-		return cl.fail(err, "")
 	}
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
