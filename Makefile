@@ -4,9 +4,13 @@ export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: run test lint build dist bench clean fuzz
 
-## run: Sando on the embedded Redis with an in-process worker, building sando.yaml
+## run: Sando on the embedded Redis with an in-process worker, building sando.yaml.
+## Built, then run, rather than `go run`, which turns every exit code into
+## 1: a config error exits 2 here too. ARGS are the API's flags.
+ARGS ?=
 run:
-	$(GO) run ./cmd/api
+	@$(GO) build -o bin/sando-api ./cmd/api
+	./bin/sando-api $(ARGS)
 
 ## test: vet, then every unit and integration test with the race detector
 test:
