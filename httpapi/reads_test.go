@@ -29,7 +29,7 @@ func readsShareButNeverAnOlderOne(t *testing.T) {
 	first := make(chan rendered)
 	go func() { v, _ := b.do(1, fetch); first <- v }()
 	synctest.Wait() // the first read is in flight, holding on release
-	state.Store(1) // a write lands while the first read is in flight
+	state.Store(1)  // a write lands while the first read is in flight
 
 	var wg sync.WaitGroup
 	got := make([]rendered, 100)
