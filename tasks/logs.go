@@ -20,13 +20,10 @@ func (r *Runner) openLog(ctx context.Context, j *job, id int64, s steps.Step) (w
 	if err != nil {
 		return nil, "", nil, err
 	}
-	base, err := j.store.AddLog(ctx, id, s.Name())
-	if err != nil {
-		_ = f.Close()
-		return nil, "", nil, err // Redis away: the step is retried
-	}
+	base, index := j.store.LogKeys(id, s.Name())
 	lw := logstore.NewWriter(r.Redis, base, logstore.Options{
 		Events: runstore.FleetKeys{}.Events(), EventPayload: strconv.FormatInt(id, 10), Logger: r.Logger,
+		Index: index,
 	})
 	closeBoth := func() {
 		if err := lw.Close(); err != nil {
