@@ -19,10 +19,11 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultCap          = 16 << 20
-	DefaultFlushEvery   = 250 * time.Millisecond
-	DefaultFlushBytes   = 64 << 10
-	DefaultCloseTimeout = 10 * time.Second
+	DefaultCap           = 16 << 20
+	DefaultFlushEvery    = 250 * time.Millisecond
+	DefaultFlushBytes    = 64 << 10
+	DefaultCloseTimeout  = 10 * time.Second
+	DefaultRegisterAfter = 25 * time.Millisecond
 )
 
 const (
@@ -57,6 +58,12 @@ type Options struct {
 	// CloseTimeout bounds how long Close retries while Redis is away.
 	// Default 10 s.
 	CloseTimeout time.Duration
+	// RegisterAfter is how long the log may stay unknown to Redis after
+	// NewWriter when nothing was written: a step that ends sooner (a no-op,
+	// a fetch of a commit the mirror has) has its log stored by Close
+	// alone, one script instead of two. FlushBytes of output register it
+	// sooner. Until then Open and Follow answer ErrNotFound. Default 25 ms.
+	RegisterAfter time.Duration
 	// Events, when set, is a pub/sub channel Close publishes EventPayload
 	// on once the log is done (the run's events channel, so followers and
 	// waiters wake). EventPayload defaults to the base key; for Sando's
@@ -86,6 +93,9 @@ func (o Options) withDefaults(base string) Options {
 	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = DefaultCloseTimeout
+	}
+	if o.RegisterAfter <= 0 {
+		o.RegisterAfter = DefaultRegisterAfter
 	}
 	if o.EventPayload == "" {
 		o.EventPayload = base
@@ -126,9 +136,10 @@ type Writer struct {
 }
 
 // NewWriter starts a log under base (a key with the caller's hash tag) and
-// its flusher, which at once registers the log (an empty live log, so Open
-// finds it before the first output) and takes it over from any earlier
-// writer of the same base. The caller must Close it.
+// its flusher, which after RegisterAfter registers the log (a live log,
+// empty if nothing was written yet, so Open finds it before the first
+// output) and takes it over from any earlier writer of the same base. The
+// caller must Close it.
 func NewWriter(rdb redis.UniversalClient, base string, opts Options) *Writer {
 	opts = opts.withDefaults(base)
 	var tok [8]byte
@@ -180,6 +191,15 @@ func (w *Writer) Write(p []byte) (int, error) {
 // at the next tick; the buffer keeps the bytes meanwhile.
 func (w *Writer) run(ctx context.Context) {
 	defer close(w.stopped)
+	grace := time.NewTimer(w.opts.RegisterAfter)
+	select {
+	case <-ctx.Done(): // closed within RegisterAfter: Close stores it all
+		grace.Stop()
+		return
+	case <-grace.C:
+	case <-w.kick:
+		grace.Stop()
+	}
 	t := time.NewTicker(w.opts.FlushEvery)
 	defer t.Stop()
 	failing := false
