@@ -55,13 +55,17 @@ func (b *bench) economy(ctx context.Context) error {
 	n := o.EconomyRuns
 	var sando, chain []perRun
 	var sStats, cStats cmdStats
+	idleWindow := economyIdle
+	if o.Short {
+		idleWindow = 100 * time.Millisecond
+	}
 	for rep := range o.Reps { // interleaved, as everywhere
 		// What the stack costs Redis at rest, by the second, measured just
 		// before the batch: what of a run's figure is time, not work.
 		var idleCPU float64 // cores
 		r, err := b.sandoThroughput(ctx, 1, n, false, func(*stack) func() {
 			c0, t0 := b.redisCPU(ctx), time.Now()
-			time.Sleep(economyIdle)
+			time.Sleep(idleWindow)
 			idleCPU = (b.redisCPU(ctx) - c0) / time.Since(t0).Seconds()
 			return nil
 		}, economyPoll)
