@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -180,6 +181,8 @@ func deref(s *string) string {
 type tpResult struct {
 	rate, cmds float64
 	stats      cmdStats
+	use        usage              // what Redis spent on the whole batch
+	elapsed    time.Duration      // first trigger → none building
 	cpu        map[string]float64 // CPU ms per run by process
 }
 
@@ -199,7 +202,7 @@ func (b *bench) throughput(ctx context.Context) error {
 		var lastTP tpResult
 		var chainStats cmdStats
 		for range o.Reps { // interleaved, as in the latency benchmark
-			r, err := b.sandoThroughput(ctx, workers, o.Runs, false, nil)
+			r, err := b.sandoThroughput(ctx, workers, o.Runs, false, nil, 0)
 			if err != nil {
 				return err
 			}
@@ -268,36 +271,8 @@ func (b *bench) throughput(ctx context.Context) error {
 // commands per run clients sent (round trips) and how many Lua scripts
 // ran, for Sando (one worker) and the bare chain.
 func (b *bench) roundTrips(ctx context.Context) error {
-	o := b.opt
-	n := min(o.Runs, 50)
-	var sando monitorCounts
-	var merr error
-	if _, err := b.sandoThroughput(ctx, 1, n, false, func(*stack) func() {
-		stop, err := b.redis.Monitor(ctx)
-		if err != nil {
-			merr = err
-			return func() {}
-		}
-		return func() { sando = stop() }
-	}); err != nil {
-		return err
-	}
-	if merr != nil {
-		return merr
-	}
-	ch, err := startChains(b.redis.Addr, chainQueue, 1, o.Concurrency, o.PollInterval, 4)
-	if err != nil {
-		return err
-	}
-	time.Sleep(100 * time.Millisecond)
-	stop, err := b.redis.Monitor(ctx)
-	if err != nil {
-		ch.Stop()
-		return err
-	}
-	_, err = ch.Many(ctx, n)
-	chain := stop()
-	ch.Stop()
+	n := min(b.opt.Runs, 50)
+	sando, chain, err := b.monitorPass(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -313,6 +288,39 @@ func (b *bench) roundTrips(ctx context.Context) error {
 	return nil
 }
 
+// monitorPass runs n runs at once on one worker, then n bare chains at
+// once, each under MONITOR (which costs Redis time, so nothing is timed).
+func (b *bench) monitorPass(ctx context.Context, n int) (sando, chain monitorCounts, err error) {
+	o := b.opt
+	var merr error
+	if _, err := b.sandoThroughput(ctx, 1, n, false, func(*stack) func() {
+		stop, err := b.redis.Monitor(ctx)
+		if err != nil {
+			merr = err
+			return func() {}
+		}
+		return func() { sando = stop() }
+	}, 0); err != nil {
+		return sando, chain, err
+	}
+	if merr != nil {
+		return sando, chain, merr
+	}
+	ch, err := startChains(b.redis.Addr, chainQueue, 1, o.Concurrency, o.PollInterval, 4)
+	if err != nil {
+		return sando, chain, err
+	}
+	defer ch.Stop()
+	time.Sleep(100 * time.Millisecond)
+	stop, err := b.redis.Monitor(ctx)
+	if err != nil {
+		return sando, chain, err
+	}
+	_, err = ch.Many(ctx, n)
+	chain = stop()
+	return sando, chain, err
+}
+
 func fmtCPU(m map[string]float64) string {
 	var parts []string
 	for _, k := range []string{"api", "workers", "redis", "children"} {
@@ -324,8 +332,9 @@ func fmtCPU(m map[string]float64) string {
 }
 
 // sandoThroughput triggers o.Runs runs (supersede off) against a fresh
-// stack and times them until none is building.
-func (b *bench) sandoThroughput(ctx context.Context, workers, runs int, profile bool, hook func(*stack) func()) (tpResult, error) {
+// stack and times them until none is building, which it checks every
+// poll (0: 20 ms).
+func (b *bench) sandoThroughput(ctx context.Context, workers, runs int, profile bool, hook func(*stack) func(), poll time.Duration) (tpResult, error) {
 	o := b.opt
 	if err := b.redis.Flush(ctx); err != nil {
 		return tpResult{}, err
@@ -342,7 +351,7 @@ func (b *bench) sandoThroughput(ctx context.Context, workers, runs int, profile 
 	time.Sleep(200 * time.Millisecond) // let the workers' first polls and janitor offers settle
 	var stop func()
 	if hook != nil {
-		stop = hook(s)
+		stop = hook(s) // may be nil
 	}
 	cpu0 := b.cpuOf(s)
 	before, err := b.redis.Stats(ctx)
@@ -369,7 +378,7 @@ func (b *bench) sandoThroughput(ctx context.Context, workers, runs int, profile 
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return tpResult{}, fmt.Errorf("%d runs still building after 10 minutes", n)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(cmp.Or(poll, 20*time.Millisecond))
 	}
 	elapsed := time.Since(t0)
 	after, err := b.redis.Stats(ctx)
@@ -386,7 +395,7 @@ func (b *bench) sandoThroughput(ctx context.Context, workers, runs int, profile 
 	}
 	r := tpResult{
 		rate: float64(runs) / elapsed.Seconds(), cmds: float64(delta.Total()) / float64(runs),
-		stats: delta, cpu: map[string]float64{},
+		stats: delta, use: b.redis.Usage(before, after), elapsed: elapsed, cpu: map[string]float64{},
 	}
 	for k, v := range cpu1 {
 		r.cpu[k] = (v - cpu0[k]) / float64(runs)
@@ -893,27 +902,12 @@ func (b *bench) backlog(ctx context.Context) error {
 				}
 				into, stats = strict, &strictStats
 			}
-			if err := b.redis.Flush(ctx); err != nil {
+			var ends []time.Duration
+			before, after, err := b.chainBatch(ctx, chainConfig{Layout: l, Servers: 1, Concurrency: o.Concurrency,
+				Interval: o.PollInterval, Length: backlogLinks, Work: o.BacklogWork}, func(ch *chains) (err error) {
+				ends, err = ch.Each(ctx, n)
 				return err
-			}
-			ch, err := startChainsWith(b.redis.Addr, chainConfig{Layout: l, Servers: 1, Concurrency: o.Concurrency,
-				Interval: o.PollInterval, Length: backlogLinks, Work: o.BacklogWork})
-			if err != nil {
-				return err
-			}
-			time.Sleep(200 * time.Millisecond) // the server's start-up commands are not the chains'
-			before, err := b.redis.Stats(ctx)
-			if err != nil {
-				ch.Stop()
-				return err
-			}
-			ends, err := ch.Each(ctx, n)
-			if err != nil {
-				ch.Stop()
-				return err
-			}
-			after, err := b.redis.Stats(ctx)
-			ch.Stop()
+			})
 			if err != nil {
 				return err
 			}
@@ -945,4 +939,27 @@ func (b *bench) backlog(ctx context.Context) error {
 		(time.Duration(n*backlogLinks) * o.BacklogWork / time.Duration(max(1, o.Concurrency))).Round(time.Millisecond),
 		strictStats.Top(6, float64(n)), fifoStats.Top(6, float64(n)))
 	return nil
+}
+
+// chainBatch runs bare chain servers of cfg on a flushed Redis and
+// snapshots Redis's counters around batch (not around the servers'
+// start-up commands).
+func (b *bench) chainBatch(ctx context.Context, cfg chainConfig, batch func(*chains) error) (before, after snapshot, err error) {
+	if err := b.redis.Flush(ctx); err != nil {
+		return before, after, err
+	}
+	ch, err := startChainsWith(b.redis.Addr, cfg)
+	if err != nil {
+		return before, after, err
+	}
+	defer ch.Stop()
+	time.Sleep(200 * time.Millisecond) // the server's start-up commands are not the chains'
+	if before, err = b.redis.Stats(ctx); err != nil {
+		return before, after, err
+	}
+	if err := batch(ch); err != nil {
+		return before, after, err
+	}
+	after, err = b.redis.Stats(ctx)
+	return before, after, err
 }

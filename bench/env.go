@@ -83,19 +83,32 @@ func infoField(info, name string) string {
 // Lua scripts run (Redis counts those too).
 type cmdStats map[string]int64
 
-// snapshot is INFO commandstats at one moment, with what the bench itself
-// had sent by then, so deltas can leave the bench's own calls out.
+// snapshot is INFO commandstats, cpu and stats at one moment, with what
+// the bench itself had sent by then, so deltas can leave the bench's own
+// calls out.
 type snapshot struct {
 	calls, own cmdStats
+	// cpu is used_cpu_sys + used_cpu_user, in s (with no I/O threads,
+	// all of it the main thread's, which runs every command and script).
+	cpu float64
+	// reads and writes are total_reads_processed and
+	// total_writes_processed: a client's request that arrives in one
+	// piece (a command, or a pipeline of them) is one read, so reads
+	// count round trips; writes count replies and pub/sub deliveries.
+	reads, writes int64
 }
 
-// Stats snapshots INFO commandstats.
+// Stats snapshots INFO commandstats, cpu and stats (one INFO).
 func (s *redisServer) Stats(ctx context.Context) (snapshot, error) {
 	own := s.own.snapshot()
-	info, err := s.ctl.Info(ctx, "commandstats").Result()
+	info, err := s.ctl.Info(ctx, "commandstats", "cpu", "stats").Result()
 	if err != nil {
 		return snapshot{}, err
 	}
+	snap := snapshot{own: own}
+	num := func(name string) float64 { v, _ := strconv.ParseFloat(infoField(info, name), 64); return v }
+	snap.cpu = num("used_cpu_sys") + num("used_cpu_user")
+	snap.reads, snap.writes = int64(num("total_reads_processed")), int64(num("total_writes_processed"))
 	out := cmdStats{}
 	for _, line := range strings.Split(info, "\n") {
 		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
@@ -109,7 +122,22 @@ func (s *redisServer) Stats(ctx context.Context) (snapshot, error) {
 			}
 		}
 	}
-	return snapshot{calls: out, own: own}, nil
+	snap.calls = out
+	return snap, nil
+}
+
+// usage is what Redis spent between two snapshots on others' behalf.
+type usage struct {
+	CPU           float64 // seconds (the bench's own few commands included)
+	Reads, Writes int64   // less one each per command the bench sent
+}
+
+func (s *redisServer) Usage(before, after snapshot) usage {
+	own := after.own.Total() - before.own.Total()
+	return usage{
+		CPU:   after.cpu - before.cpu,
+		Reads: after.reads - before.reads - own, Writes: after.writes - before.writes - own,
+	}
 }
 
 // Delta is what others sent between two snapshots: INFO is dropped
@@ -614,6 +642,9 @@ func (s *stack) Stop() {
 // Redis time, so it only runs in untimed accounting passes.
 type monitorCounts struct {
 	Client, Lua cmdStats
+	// Dequeues counts asynq's dequeue attempts by queue: the RPOPLPUSH
+	// its dequeue script runs on each queue it tries, task or none.
+	Dequeues cmdStats
 }
 
 // Monitor starts counting; stop ends it and returns the counts minus
@@ -633,7 +664,7 @@ func (s *redisServer) Monitor(ctx context.Context) (stop func() monitorCounts, e
 		return nil, fmt.Errorf("MONITOR: %q %v", line, err)
 	}
 	own0 := s.own.snapshot()
-	out := monitorCounts{Client: cmdStats{}, Lua: cmdStats{}}
+	out := monitorCounts{Client: cmdStats{}, Lua: cmdStats{}, Dequeues: cmdStats{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -651,10 +682,15 @@ func (s *redisServer) Monitor(ctx context.Context) (stop func() monitorCounts, e
 			if !ok {
 				continue
 			}
-			name, _, _ := strings.Cut(rest, "\"")
+			name, rest, _ := strings.Cut(rest, "\"")
 			name = strings.ToLower(name)
 			if strings.HasSuffix(src, " lua") {
 				out.Lua[name]++
+				// "RPOPLPUSH" "asynq:{<queue>}:pending" "asynq:{<queue>}:active"
+				if _, q, ok := strings.Cut(rest, "{"); ok && name == "rpoplpush" {
+					q, _, _ = strings.Cut(q, "}")
+					out.Dequeues[q]++
+				}
 			} else {
 				out.Client[name]++
 			}

@@ -43,7 +43,7 @@ type options struct {
 	RBRequests   int // redis-benchmark -n
 	Concurrency  int // SANDO_CONCURRENCY of each worker (and of the baselines)
 	PollInterval time.Duration
-	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle
+	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy
 	Profile      bool   // pprof the worst ratio and add its top functions
 	ProfileOnly  string // profile this scenario (latency, throughput, poll-building, poll-finished) and nothing else
 	Work         string // scratch directory; default a temp dir, removed after
@@ -53,6 +53,8 @@ type options struct {
 
 	Fleet fleetOptions // scaling, gates, idle
 
+	EconomyRuns int // runs (and chains) per repetition of the Redis economy benchmark
+
 	BacklogChains int           // chains enqueued at once in the backlog benchmark
 	BacklogWork   time.Duration // each link's work there: a sleep, standing for a phase's work
 }
@@ -61,7 +63,7 @@ func defaultOptions() options {
 	return options{
 		Reps: 3, LatencyRuns: 30, DefaultRuns: 3, Runs: 2000, Waiters: 10000, Conns: 64, PollReps: 5,
 		LoadDur: 2 * time.Second, Warmup: 500 * time.Millisecond, RBRequests: 100000,
-		BacklogChains: 40, BacklogWork: 20 * time.Millisecond,
+		BacklogChains: 40, BacklogWork: 20 * time.Millisecond, EconomyRuns: 200,
 		Concurrency: runtime.NumCPU(), PollInterval: 10 * time.Millisecond, Profile: true,
 		Out: "BENCHMARKS.md", Fleet: defaultFleet(),
 	}
@@ -73,6 +75,7 @@ func (o *options) shorten() {
 	o.Reps, o.LatencyRuns, o.DefaultRuns, o.Runs, o.Waiters, o.PollReps = 1, 3, 1, 4, 200, 1
 	o.Conns, o.LoadDur, o.Warmup, o.RBRequests = 8, 300*time.Millisecond, 100*time.Millisecond, 2000
 	o.BacklogChains, o.BacklogWork = 4, 5*time.Millisecond
+	o.EconomyRuns = 4
 	o.Profile = false
 	o.Fleet.shorten()
 }
@@ -92,7 +95,7 @@ func main() {
 	flag.IntVar(&o.Runs, "runs", o.Runs, "runs per throughput repetition")
 	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "SANDO_CONCURRENCY of each worker, and the baselines' parallelism per worker")
 	flag.IntVar(&o.Waiters, "waiters", o.Waiters, "concurrent long-poll waiters")
-	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle")
+	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy")
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "pprof the worst ratio and report its top functions")
 	flag.StringVar(&o.ProfileOnly, "profile-only", "", "only profile this scenario: latency, throughput, poll-building or poll-finished")
 	flag.StringVar(&o.Work, "work", "", "scratch directory (kept); default: a temp dir, removed")
@@ -203,6 +206,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		{"scaling", b.scaling},
 		{"gates", b.gates},
 		{"idle", b.idle},
+		{"economy", b.economy},
 	} {
 		if !o.wants(s.name) || o.ProfileOnly != "" {
 			continue

@@ -57,7 +57,7 @@ func (b *bench) profileWorst(ctx context.Context) error {
 				profs, perr = b.profileWhile(ctx, s, secs, func() error { <-done; return nil })
 			}()
 			return func() { close(done); <-profiled }
-		})
+		}, 0)
 		err = errors.Join(err, perr)
 	default: // latency
 		var s *stack

@@ -573,3 +573,43 @@ func TestMarker(t *testing.T) {
 	require.Equal(t, "\n[sando: 1234567 bytes cut from the middle of this log]\n", m)
 	require.Equal(t, 1, strings.Count(strings.TrimSpace(m), "\n")+1, "one line")
 }
+
+// A log names itself in the caller's index with its first write to
+// Redis, whichever that is: the registration, or a Close that comes first
+// (Redis was away until then).
+func TestIndex(t *testing.T) {
+	t.Parallel()
+	const index = "sando:{app}:logs:17"
+	members := func(t *testing.T, rdb redis.UniversalClient) []string {
+		m, err := rdb.SMembers(context.Background(), index).Result()
+		require.NoError(t, err)
+		return m
+	}
+	t.Run("registration", func(t *testing.T) {
+		t.Parallel()
+		eachBackend(t, func(t *testing.T, b *testBundle) {
+			w := startWriter(t, b.rdb, base("compile"), fast(logstore.Options{Index: index}))
+			require.Equal(t, []string{base("compile")}, members(t, b.rdb), "listed once registered")
+			require.NoError(t, w.Close())
+			require.Equal(t, []string{base("compile")}, members(t, b.rdb))
+		})
+	})
+	t.Run("close first", func(t *testing.T) {
+		t.Parallel()
+		eachBackend(t, func(t *testing.T, b *testBundle) {
+			b.down(t)
+			w := logstore.NewWriter(b.rdb, base("gate-unit"), fast(logstore.Options{Index: index}))
+			_, err := w.Write([]byte("ok\n"))
+			require.NoError(t, err)
+			closed := make(chan error, 1)
+			go func() { closed <- w.Close() }()
+			time.Sleep(100 * time.Millisecond) // Close is retrying: the flusher has stopped
+			b.up(t)
+			require.NoError(t, <-closed)
+			l, got := stored(t, b.rdb, base("gate-unit"))
+			require.True(t, l.Done)
+			require.Equal(t, "ok\n", string(got))
+			require.Equal(t, []string{base("gate-unit")}, members(t, b.rdb))
+		})
+	})
+}

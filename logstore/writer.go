@@ -19,10 +19,11 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultCap          = 16 << 20
-	DefaultFlushEvery   = 250 * time.Millisecond
-	DefaultFlushBytes   = 64 << 10
-	DefaultCloseTimeout = 10 * time.Second
+	DefaultCap           = 16 << 20
+	DefaultFlushEvery    = 250 * time.Millisecond
+	DefaultFlushBytes    = 64 << 10
+	DefaultCloseTimeout  = 10 * time.Second
+	DefaultRegisterAfter = 25 * time.Millisecond
 )
 
 const (
@@ -57,6 +58,12 @@ type Options struct {
 	// CloseTimeout bounds how long Close retries while Redis is away.
 	// Default 10 s.
 	CloseTimeout time.Duration
+	// RegisterAfter is how long the log may stay unknown to Redis after
+	// NewWriter when nothing was written: a step that ends sooner (a no-op,
+	// a fetch of a commit the mirror has) has its log stored by Close
+	// alone, one script instead of two. FlushBytes of output register it
+	// sooner. Until then Open and Follow answer ErrNotFound. Default 25 ms.
+	RegisterAfter time.Duration
 	// Events, when set, is a pub/sub channel Close publishes EventPayload
 	// on once the log is done (the run's events channel, so followers and
 	// waiters wake). EventPayload defaults to the base key; for Sando's
@@ -64,6 +71,12 @@ type Options struct {
 	Events, EventPayload string
 	// Logger reports flushes that failed and recovered. Default: discard.
 	Logger *slog.Logger
+	// Index, when set, is a set the base key is added to by the log's
+	// first write to Redis (the registration, or a Close that is the
+	// first), in the same script: the caller's list of its logs (for
+	// retention) costs no round trip of its own, and no log is stored
+	// that the list misses. It must carry the base's hash tag.
+	Index string
 
 	chunk int // uncompressed bytes per gzip member; tests make it small
 }
@@ -80,6 +93,9 @@ func (o Options) withDefaults(base string) Options {
 	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = DefaultCloseTimeout
+	}
+	if o.RegisterAfter <= 0 {
+		o.RegisterAfter = DefaultRegisterAfter
 	}
 	if o.EventPayload == "" {
 		o.EventPayload = base
@@ -120,9 +136,10 @@ type Writer struct {
 }
 
 // NewWriter starts a log under base (a key with the caller's hash tag) and
-// its flusher, which at once registers the log (an empty live log, so Open
-// finds it before the first output) and takes it over from any earlier
-// writer of the same base. The caller must Close it.
+// its flusher, which after RegisterAfter registers the log (a live log,
+// empty if nothing was written yet, so Open finds it before the first
+// output) and takes it over from any earlier writer of the same base. The
+// caller must Close it.
 func NewWriter(rdb redis.UniversalClient, base string, opts Options) *Writer {
 	opts = opts.withDefaults(base)
 	var tok [8]byte
@@ -135,6 +152,14 @@ func NewWriter(rdb redis.UniversalClient, base string, opts Options) *Writer {
 	}
 	go w.run(ctx)
 	return w
+}
+
+// scriptKeys are the KEYS of flushScript and closeScript.
+func (w *Writer) scriptKeys() []string {
+	if w.opts.Index == "" {
+		return w.k.all()
+	}
+	return append(w.k.all(), w.opts.Index)
 }
 
 // Write buffers p. It never blocks on Redis and never fails before Close.
@@ -166,6 +191,15 @@ func (w *Writer) Write(p []byte) (int, error) {
 // at the next tick; the buffer keeps the bytes meanwhile.
 func (w *Writer) run(ctx context.Context) {
 	defer close(w.stopped)
+	grace := time.NewTimer(w.opts.RegisterAfter)
+	select {
+	case <-ctx.Done(): // closed within RegisterAfter: Close stores it all
+		grace.Stop()
+		return
+	case <-grace.C:
+	case <-w.kick:
+		grace.Stop()
+	}
 	t := time.NewTicker(w.opts.FlushEvery)
 	defer t.Stop()
 	failing := false
@@ -197,12 +231,14 @@ func (w *Writer) run(ctx context.Context) {
 // KEYS[1] meta hash
 // KEYS[2] live string
 // KEYS[3] done string
+// KEYS[4] the caller's index set (Options.Index), if any
 // ARGV[1] writer token
 // ARGV[2] offset: the bytes the writer believes the live key holds; "0"
 // (re)writes the live key from the start
 // ARGV[3] the bytes to store at offset
 // ARGV[4] "1" until a write of this Writer reached Redis: take the log
 // over from any earlier writer (a retried step starts its log afresh)
+// ARGV[5] the base key, for the index
 //
 // Returns {1, length} stored: the live key now holds length bytes;
 // {2, length} the live key does not hold offset bytes of this writer
@@ -218,6 +254,7 @@ if holder ~= ARGV[1] then
   if ARGV[2] ~= "0" then return {2, 0} end
   redis.call("DEL", KEYS[1], KEYS[3])
   redis.call("HSET", KEYS[1], "state", "live", "writer", ARGV[1])
+  if KEYS[4] then redis.call("SADD", KEYS[4], ARGV[5]) end
 end
 if ARGV[2] == "0" then
   redis.call("SET", KEYS[2], ARGV[3])
@@ -250,7 +287,7 @@ func (w *Writer) flush(ctx context.Context) error {
 		if claim {
 			claimArg = "1"
 		}
-		res, err := flushScript.Run(ctx, w.rdb, w.k.all(), w.token, from, chunk, claimArg).Int64Slice()
+		res, err := flushScript.Run(ctx, w.rdb, w.scriptKeys(), w.token, from, chunk, claimArg, w.base).Int64Slice()
 		if err != nil {
 			return err
 		}
@@ -281,6 +318,7 @@ func (w *Writer) flush(ctx context.Context) error {
 // KEYS[1] meta hash
 // KEYS[2] live string
 // KEYS[3] done string
+// KEYS[4] the caller's index set (Options.Index), if any
 // ARGV[1] writer token
 // ARGV[2] the final stream, compressed (gzip members of ARGV[6] bytes each)
 // ARGV[3] size: length of the final stream, uncompressed
@@ -291,7 +329,8 @@ func (w *Writer) flush(ctx context.Context) error {
 // ARGV[8] events channel, "" for none
 // ARGV[9] the message to publish on it
 // ARGV[10] "1" when no write of this Writer reached Redis before: take
-// the log over from any earlier writer
+// the log over from any earlier writer (and add it to the index)
+// ARGV[11] the base key, for the index
 //
 // Returns 1 stored (also when a retried Close stores it again); 2 the
 // log is another writer's: nothing was written.
@@ -302,6 +341,7 @@ redis.call("DEL", KEYS[1], KEYS[2])
 redis.call("SET", KEYS[3], ARGV[2])
 redis.call("HSET", KEYS[1], "state", "done", "writer", ARGV[1], "size", ARGV[3],
   "stored", #ARGV[2], "cut", ARGV[4], "written", ARGV[5], "chunk", ARGV[6], "index", ARGV[7])
+if KEYS[4] and ARGV[10] == "1" then redis.call("SADD", KEYS[4], ARGV[11]) end
 if ARGV[8] ~= "" then redis.call("PUBLISH", ARGV[8], ARGV[9]) end
 return 1
 `)
@@ -353,8 +393,8 @@ func (w *Writer) close() error {
 	}
 	backoff := 50 * time.Millisecond
 	for {
-		code, err := closeScript.Run(ctx, w.rdb, w.k.all(), w.token, gz, size, cut, written,
-			w.opts.chunk, index, w.opts.Events, w.opts.EventPayload, claimArg).Int64()
+		code, err := closeScript.Run(ctx, w.rdb, w.scriptKeys(), w.token, gz, size, cut, written,
+			w.opts.chunk, index, w.opts.Events, w.opts.EventPayload, claimArg, w.base).Int64()
 		if err == nil {
 			switch code {
 			case 1:

@@ -5,14 +5,12 @@ import (
 	"fmt"
 )
 
-// AddLog records that run id has a log for step and returns the log's
-// base key (Keys.Log), for package logstore.
-func (s *Store) AddLog(ctx context.Context, id int64, step string) (string, error) {
-	base := s.keys.Log(id, step)
-	if err := s.rdb.SAdd(ctx, s.keys.Logs(id), base).Err(); err != nil {
-		return base, fmt.Errorf("add log of run %d: %w", id, err)
-	}
-	return base, nil
+// LogKeys are the base key of run id's log of step (Keys.Log) and the
+// set of the run's logs (Keys.Logs), for package logstore: its Writer adds
+// the base to the set with the log's first write (logstore.Options.Index),
+// so retention finds every log stored.
+func (s *Store) LogKeys(id int64, step string) (base, index string) {
+	return s.keys.Log(id, step), s.keys.Logs(id)
 }
 
 // LogsOf lists the log base keys of run id.

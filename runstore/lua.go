@@ -68,8 +68,11 @@ local function terminal(key, id, result, summary)
         gatefield(all[i + 1], 4), ARGV[2]}, GATE_SEP))
     end
   end
-  redis.call("HSET", key, "result", result, "phase", DONE, "finished_at", ARGV[2])
-  if summary ~= "" then redis.call("HSET", key, "failure_summary", summary) end
+  if summary ~= "" then
+    redis.call("HSET", key, "result", result, "phase", DONE, "finished_at", ARGV[2], "failure_summary", summary)
+  else
+    redis.call("HSET", key, "result", result, "phase", DONE, "finished_at", ARGV[2])
+  end
   redis.call("SREM", KEYS[1], id)
   if result == PASSED then
     local last = tonumber(redis.call("GET", KEYS[2]) or "0")

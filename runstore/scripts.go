@@ -201,7 +201,8 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // hash after the write: code 0 run is terminal, 1 applied, 2 run is past
 // this phase.
 var phaseScript = newScript(`
-local cur = redis.call("HMGET", KEYS[1], "result", "phase")
+local pf = PHASE_PREFIX .. ARGV[1]
+local cur = redis.call("HMGET", KEYS[1], "result", "phase", pf)
 if not cur[1] then return {-1} end
 local code = 2
 if cur[1] ~= BUILDING then
@@ -209,12 +210,16 @@ if cur[1] ~= BUILDING then
 else
   for i = 9, #ARGV do
     if ARGV[i] == cur[2] then
-      redis.call("HSET", KEYS[1], "phase", ARGV[1], "progress_at", ARGV[5], "disk", ARGV[6], "worker", ARGV[7])
-      if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "task_id", ARGV[2]) end
-      local pf = PHASE_PREFIX .. ARGV[1]
-      local started = gatefield(redis.call("HGET", KEYS[1], pf), 1)
+      local started = gatefield(cur[3], 1)
       if started == "" then started = ARGV[5] end
-      redis.call("HSET", KEYS[1], pf, table.concat({started, ARGV[7], ARGV[8]}, GATE_SEP))
+      -- one HSET for every field
+      local set = {"phase", ARGV[1], "progress_at", ARGV[5], "disk", ARGV[6], "worker", ARGV[7],
+        pf, table.concat({started, ARGV[7], ARGV[8]}, GATE_SEP)}
+      if ARGV[2] ~= "" then
+        table.insert(set, "task_id")
+        table.insert(set, ARGV[2])
+      end
+      redis.call("HSET", KEYS[1], unpack(set))
       redis.call("PUBLISH", ARGV[3], ARGV[4])
       code = 1
       break
@@ -290,9 +295,7 @@ var fieldsScript = newScript(`
 local r = redis.call("HGET", KEYS[1], "result")
 if not r then return -1 end
 if r ~= BUILDING then return 0 end
-for i = 3, #ARGV, 2 do
-  redis.call("HSET", KEYS[1], ARGV[i], ARGV[i + 1])
-end
+redis.call("HSET", KEYS[1], unpack(ARGV, 3))
 redis.call("PUBLISH", ARGV[1], ARGV[2])
 return 1
 `)
@@ -325,13 +328,13 @@ func (s *Store) setFields(ctx context.Context, what string, id int64, pairs ...s
 // Returns {-1} no such run, {0} run is terminal, else {1, kind, encoded
 // gate, kind, encoded gate, ...} with the run's gates after the write.
 var gateScript = newScript(`
-local r = redis.call("HGET", KEYS[1], "result")
-if not r then return {-1} end
-if r ~= BUILDING then return {0} end
 local field = GATE_PREFIX .. ARGV[1]
+local cur = redis.call("HMGET", KEYS[1], "result", field)
+if not cur[1] then return {-1} end
+if cur[1] ~= BUILDING then return {0} end
 local started, finished = ARGV[6], ""
 if ARGV[2] ~= "" then
-  started = gatefield(redis.call("HGET", KEYS[1], field), 4)
+  started = gatefield(cur[2], 4)
   if ARGV[2] ~= BLOCKED and started == "" then started = ARGV[6] end
   if started ~= "" then finished = ARGV[6] end
 end

@@ -1,13 +1,16 @@
 // Package runwatch wakes long-poll waiters when a run changes. Every run
 // write publishes the run id on the pipeline's events channel (see
-// runstore); each API process holds ONE subscription to it and fans the
-// news out to its in-process waiters. Ten thousand idle waiters cost one
-// Redis connection and no Redis calls.
+// runstore); each API process holds ONE subscription to it while anyone
+// waits and fans the news out to its in-process waiters. Ten thousand
+// idle waiters cost one Redis connection and no Redis calls; none cost
+// Redis no write to this process per run write either.
 package runwatch
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,29 +21,75 @@ import (
 
 // Hub is one process's subscription and its waiters.
 type Hub struct {
-	mu      sync.Mutex
-	waiters map[int64]*entry
-	all     chan struct{} // closed on (re)subscribe: every waiter re-reads
+	mu        sync.Mutex
+	waiters   map[int64]*entry
+	all       chan struct{} // closed on (re)subscribe: every waiter re-reads
+	listening bool          // subscribed, or about to be
+	lastUse   time.Time     // of the last Watch or Close
+	want      chan struct{} // a Watch found no subscription (cap 1)
+	linger    time.Duration
 
 	waiting atomic.Int64
 	log     *slog.Logger
 }
 
-// Start subscribes to channel on rdb and runs until ctx ends.
+// Linger is how long the hub keeps its subscription after its last
+// waiter: a poller's next long-poll usually comes within it, and no
+// subscription is made per request.
+const Linger = 30 * time.Second
+
+// Start runs the hub until ctx ends. It subscribes to channel on rdb when
+// the first waiter comes and unsubscribes once no one has waited for
+// Linger: with no waiter, every run write of the fleet would otherwise
+// cost Redis a write to this process for nothing.
 func Start(ctx context.Context, rdb redis.UniversalClient, channel string, log *slog.Logger) *Hub {
-	h := &Hub{waiters: map[int64]*entry{}, all: make(chan struct{}), log: log}
+	return start(ctx, rdb, channel, log, Linger)
+}
+
+func start(ctx context.Context, rdb redis.UniversalClient, channel string, log *slog.Logger, linger time.Duration) *Hub {
+	h := &Hub{waiters: map[int64]*entry{}, all: make(chan struct{}), want: make(chan struct{}, 1), linger: linger, log: log}
 	go h.run(ctx, rdb, channel)
 	return h
 }
 
 func (h *Hub) run(ctx context.Context, rdb redis.UniversalClient, channel string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.want:
+		}
+		h.listen(ctx, rdb, channel)
+	}
+}
+
+// idle reports whether no one has waited for linger; then the hub stops
+// listening, and the next Watch subscribes again. Waiters that come
+// before that subscription is confirmed are woken by the confirmation
+// (wakeAll), as after a reconnect, so none misses a change.
+func (h *Hub) idle() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.waiters) > 0 || time.Since(h.lastUse) < h.linger {
+		return false
+	}
+	h.listening = false
+	return true
+}
+
+// listen holds the subscription until the hub is idle or ctx ends.
+func (h *Hub) listen(ctx context.Context, rdb redis.UniversalClient, channel string) {
 	ps := rdb.Subscribe(ctx, channel)
 	defer ps.Close()
 	backoff := 50 * time.Millisecond
 	for {
-		msg, err := ps.Receive(ctx)
-		if ctx.Err() != nil {
+		msg, err := ps.ReceiveTimeout(ctx, h.linger)
+		if ctx.Err() != nil || h.idle() {
 			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			continue // nothing published for linger: look at idle again
 		}
 		if err != nil {
 			// go-redis reconnects and resubscribes on the next Receive; the
@@ -85,6 +134,14 @@ type entry struct {
 func (h *Hub) Watch(id int64) *Watcher {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.lastUse = time.Now()
+	if !h.listening {
+		h.listening = true
+		select {
+		case h.want <- struct{}{}:
+		default:
+		}
+	}
 	e, ok := h.waiters[id]
 	if !ok {
 		e = &entry{ch: make(chan struct{})}
@@ -98,6 +155,7 @@ func (h *Hub) Watch(id int64) *Watcher {
 func (w *Watcher) Close() {
 	w.h.mu.Lock()
 	defer w.h.mu.Unlock()
+	w.h.lastUse = time.Now()
 	w.e.refs--
 	if w.e.refs == 0 && w.h.waiters[w.id] == w.e {
 		delete(w.h.waiters, w.id)

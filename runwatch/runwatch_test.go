@@ -63,17 +63,52 @@ func TestResubscribeWakesEveryone(t *testing.T) {
 	require.True(t, w.Wait(ctx, 10*time.Second))
 }
 
-// subscribed starts a hub on a fresh redis-server and waits until its
-// subscription is live.
+// subscribed starts a hub on a fresh redis-server, has it subscribe (a
+// first waiter, woken by the subscription's confirmation) and waits until
+// its subscription is live.
 func subscribed(t *testing.T) (context.Context, *redis.Client, *Hub) {
+	t.Helper()
+	ctx, rdb, h := started(t, Linger)
+	w := h.Watch(0)
+	require.True(t, w.Wait(ctx, 10*time.Second), "the subscription's confirmation wakes a waiter")
+	w.Close()
+	require.Equal(t, int64(1), numSub(t, ctx, rdb))
+	return ctx, rdb, h
+}
+
+func started(t *testing.T, linger time.Duration) (context.Context, *redis.Client, *Hub) {
 	t.Helper()
 	rdb := redistest.Start(t).Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	h := Start(ctx, rdb, "events", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.Eventually(t, func() bool {
-		n, _ := rdb.PubSubNumSub(ctx, "events").Result()
-		return n["events"] == 1
-	}, 5*time.Second, 10*time.Millisecond)
-	return ctx, rdb, h
+	return ctx, rdb, start(ctx, rdb, "events", slog.New(slog.NewTextHandler(io.Discard, nil)), linger)
+}
+
+func numSub(t *testing.T, ctx context.Context, rdb *redis.Client) int64 {
+	t.Helper()
+	n, err := rdb.PubSubNumSub(ctx, "events").Result()
+	require.NoError(t, err)
+	return n["events"]
+}
+
+// The hub subscribes only while someone waits (and for its linger
+// after), so a process nobody long-polls costs Redis no write per run
+// write; a waiter that comes meanwhile is woken by the new subscription's
+// confirmation and then hears every change.
+func TestSubscribedOnlyWhileWatched(t *testing.T) {
+	t.Parallel()
+	ctx, rdb, h := started(t, 50*time.Millisecond)
+	require.Zero(t, numSub(t, ctx, rdb), "no waiter yet: no subscription")
+	for round := range 2 {
+		w := h.Watch(7)
+		require.True(t, w.Wait(ctx, 10*time.Second), "round %d: the confirmation wakes the waiter", round)
+		w.Close()
+		require.Equal(t, int64(1), numSub(t, ctx, rdb), "round %d", round)
+		w = h.Watch(7)
+		require.NoError(t, rdb.Publish(ctx, "events", "7").Err())
+		require.True(t, w.Wait(ctx, 10*time.Second), "round %d: a change wakes it", round)
+		w.Close()
+		require.Eventually(t, func() bool { return numSub(t, ctx, rdb) == 0 }, 10*time.Second, 5*time.Millisecond,
+			"round %d: unsubscribed once no one waited for the linger", round)
+	}
 }

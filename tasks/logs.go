@@ -3,7 +3,6 @@ package tasks
 import (
 	"context"
 	"io"
-	"strconv"
 
 	"sando/logstore"
 	"sando/runstore"
@@ -20,14 +19,14 @@ func (r *Runner) openLog(ctx context.Context, j *job, id int64, s steps.Step) (w
 	if err != nil {
 		return nil, "", nil, err
 	}
-	base, err := j.store.AddLog(ctx, id, s.Name())
-	if err != nil {
-		_ = f.Close()
-		return nil, "", nil, err // Redis away: the step is retried
-	}
-	lw := logstore.NewWriter(r.Redis, base, logstore.Options{
-		Events: runstore.FleetKeys{}.Events(), EventPayload: strconv.FormatInt(id, 10), Logger: r.Logger,
-	})
+	base, index := j.store.LogKeys(id, s.Name())
+	// No Events: the close of a step's log is followed by a write of its
+	// run, which publishes and wakes the log's followers: at once for a
+	// gate (its status) or a failure, at the next step's start otherwise.
+	// A publish of its own would wake the run's long-polls too, for a view
+	// that did not change. A follower no run write wakes in time sees the
+	// end at its next look (logstore.Follow looks every 250 ms).
+	lw := logstore.NewWriter(r.Redis, base, logstore.Options{Logger: r.Logger, Index: index})
 	closeBoth := func() {
 		if err := lw.Close(); err != nil {
 			r.Logger.Warn("step log not stored in Redis; it is only on this worker's disk",
