@@ -43,7 +43,7 @@ type options struct {
 	RBRequests   int // redis-benchmark -n
 	Concurrency  int // SANDO_CONCURRENCY of each worker (and of the baselines)
 	PollInterval time.Duration
-	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle
+	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,warm,reuse
 	Profile      bool   // pprof the worst ratio and add its top functions
 	ProfileOnly  string // profile this scenario (latency, throughput, poll-building, poll-finished) and nothing else
 	Work         string // scratch directory; default a temp dir, removed after
@@ -52,6 +52,7 @@ type options struct {
 	Log          io.Writer // progress lines
 
 	Fleet fleetOptions // scaling, gates, idle
+	Warm  warmOptions  // warm, reuse
 
 	BacklogChains int           // chains enqueued at once in the backlog benchmark
 	BacklogWork   time.Duration // each link's work there: a sleep, standing for a phase's work
@@ -63,7 +64,7 @@ func defaultOptions() options {
 		LoadDur: 2 * time.Second, Warmup: 500 * time.Millisecond, RBRequests: 100000,
 		BacklogChains: 40, BacklogWork: 20 * time.Millisecond,
 		Concurrency: runtime.NumCPU(), PollInterval: 10 * time.Millisecond, Profile: true,
-		Out: "BENCHMARKS.md", Fleet: defaultFleet(),
+		Out: "BENCHMARKS.md", Fleet: defaultFleet(), Warm: defaultWarm(),
 	}
 }
 
@@ -75,6 +76,7 @@ func (o *options) shorten() {
 	o.BacklogChains, o.BacklogWork = 4, 5*time.Millisecond
 	o.Profile = false
 	o.Fleet.shorten()
+	o.Warm.shorten()
 }
 
 func (o options) wants(name string) bool {
@@ -92,7 +94,7 @@ func main() {
 	flag.IntVar(&o.Runs, "runs", o.Runs, "runs per throughput repetition")
 	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "SANDO_CONCURRENCY of each worker, and the baselines' parallelism per worker")
 	flag.IntVar(&o.Waiters, "waiters", o.Waiters, "concurrent long-poll waiters")
-	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle")
+	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,warm,reuse")
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "pprof the worst ratio and report its top functions")
 	flag.StringVar(&o.ProfileOnly, "profile-only", "", "only profile this scenario: latency, throughput, poll-building or poll-finished")
 	flag.StringVar(&o.Work, "work", "", "scratch directory (kept); default: a temp dir, removed")
@@ -203,6 +205,8 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		{"scaling", b.scaling},
 		{"gates", b.gates},
 		{"idle", b.idle},
+		{"warm", b.warm},
+		{"reuse", b.reuse},
 	} {
 		if !o.wants(s.name) || o.ProfileOnly != "" {
 			continue
