@@ -38,6 +38,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -124,9 +125,10 @@ func (p Pool) Take(ctx context.Context, pipeline string, id, generation int64) (
 				if lerr != nil {
 					return lerr
 				}
-				if live || hasMarkers(s) && recentlyWritten(s) {
+				if live || freshMarkers(s) {
 					// Building, or settled with a command still ending
-					// (a sibling gate being stopped, see Release).
+					// (being stopped after a cancel, a supersede or a
+					// sibling gate's failure; see Release).
 					continue
 				}
 			}
@@ -188,20 +190,23 @@ func (p Pool) Release(pipeline string, s Slot, id int64) error {
 		if hasMarkers(s) {
 			// A command of the run is still ending (a gate stopped by its
 			// sibling's failure): the slot stays held, and the phase that
-			// ran it releases it once it has seen the command end. The
-			// rewrite dates the attempt (see recentlyWritten).
-			return writeState(s, st)
+			// ran it releases it once it has seen the command end.
+			return nil
 		}
 		st.Held = false
 		return writeState(s, st)
 	})
 }
 
-// Begin marks that a phase command (step) of the slot's run starts; the
-// returned end removes the mark once the worker has seen the command end.
-// A mark still there from an earlier attempt of the same step means the
-// worker died under that attempt: the slot is poisoned for the next run.
-func (p Pool) Begin(pipeline string, s Slot, step string) (end func(), err error) {
+// Begin marks that a phase command (step) of run id starts in the slot;
+// the returned end removes the mark once the worker has seen the command
+// end. Meanwhile the mark is touched every markerBeat, so a mark that
+// stopped moving is one whose worker died. A mark still there from an
+// earlier attempt of the same step means the worker died under that
+// attempt: the slot is poisoned for the next run. Begin fails with
+// ErrNotHeld when the slot is no longer id's (the run was settled and its
+// slot taken before this phase began).
+func (p Pool) Begin(pipeline string, s Slot, id int64, step string) (end func(), err error) {
 	mark := filepath.Join(s.markers(), step)
 	if _, err := os.Stat(mark); err == nil {
 		if err := p.locked(pipeline, func() error {
@@ -221,8 +226,36 @@ func (p Pool) Begin(pipeline string, s Slot, step string) (end func(), err error
 	if err := os.WriteFile(mark, nil, 0o644); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return func() { _ = os.Remove(mark) }, nil
+	// Checked after the mark is made: a Take that chooses the slot from
+	// now on sees the mark and leaves it alone.
+	if st, err := readState(s); err != nil || !st.Held || st.Run != id {
+		_ = os.Remove(mark)
+		return nil, ErrNotHeld
+	}
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(markerBeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				_ = os.Chtimes(mark, now, now)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			_ = os.Remove(mark)
+		})
+	}, nil
 }
+
+// ErrNotHeld: the slot is held by another run than the one asking.
+var ErrNotHeld = errors.New("cache: the slot is no longer this run's (the run was settled)")
 
 // Prune removes every free slot, of any pipeline, last used before
 // cutoff, and every free slot of a generation older than generation(its
@@ -359,15 +392,28 @@ func writeState(s Slot, st state) error {
 	return os.Rename(tmp, s.stateFile())
 }
 
-// endingGrace is how long a settled run's slot with a command marker is
-// taken for one whose command is still being stopped (the phase notices
-// the settle within seconds and its SIGTERM grace is 2 s) rather than one
-// whose worker died under it, which is wiped.
-const endingGrace = time.Minute
+// markerBeat is how often a running command's marker is touched, and
+// markerStale how old a marker's last touch must be for its worker to be
+// taken for dead (a live worker's beat can lag under load, never by this
+// much).
+const (
+	markerBeat  = 5 * time.Second
+	markerStale = time.Minute
+)
 
-func recentlyWritten(s Slot) bool {
-	st, err := os.Stat(s.stateFile())
-	return err == nil && time.Since(st.ModTime()) < endingGrace
+// freshMarkers reports whether a command is still running (or being
+// stopped) in the slot: some marker was touched within markerStale.
+func freshMarkers(s Slot) bool {
+	entries, err := os.ReadDir(s.markers())
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < markerStale {
+			return true
+		}
+	}
+	return false
 }
 
 func hasMarkers(s Slot) bool {

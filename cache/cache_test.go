@@ -46,6 +46,17 @@ func age(t *testing.T, s Slot) {
 	require.NoError(t, os.Chtimes(s.stateFile(), old, old))
 }
 
+// leftBehind is the marker of a command whose worker died under it two
+// minutes ago: nobody touches it any more.
+func leftBehind(t *testing.T, s Slot, step string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(s.markers(), 0o755))
+	mark := filepath.Join(s.markers(), step)
+	require.NoError(t, os.WriteFile(mark, nil, 0o644))
+	old := time.Now().Add(-2 * time.Minute)
+	require.NoError(t, os.Chtimes(mark, old, old))
+}
+
 // Runs taking slots at once, each through its own flock (as worker
 // processes sharing a data dir would), get one slot each; a run that asks
 // again (a redelivered fetch) gets its own back; a released slot is the
@@ -99,10 +110,11 @@ func TestTakeDistinctSlotsThenReuse(t *testing.T) {
 	require.False(t, seen[s.Dir])
 }
 
-// A command whose worker died under it (its marker left) poisons nothing:
-// the slot is wiped, cache and worktree, before another run takes it. A
-// command still ending after its run settled (a gate being stopped) keeps
-// the slot held meanwhile.
+// A command whose worker died under it (its marker left, no longer
+// touched) poisons nothing: the slot is wiped, cache and worktree, before
+// another run takes it. A command still ending after its run settled (a
+// gate being stopped) keeps the slot held meanwhile, and a phase that
+// begins after its run's slot went to another run runs nothing.
 func TestCrashedSlotIsWiped(t *testing.T) {
 	t.Parallel()
 	p := newPool(t)
@@ -112,16 +124,19 @@ func TestCrashedSlotIsWiped(t *testing.T) {
 	require.NoError(t, os.MkdirAll(s.Worktree(), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(s.Worktree(), "half.o"), nil, 0o644))
 	put(t, s, "half-written")
-	_, err = p.Begin("app", s, "compile") // the worker dies: end never runs
+	end, err := p.Begin("app", s, 1, "gate-unit") // still being stopped
 	require.NoError(t, err)
+	leftBehind(t, s, "compile") // the worker died under it
 	p.settle(1)
 	require.NoError(t, p.Release("app", s, 1), "a release while a command runs keeps it held")
 
 	other, err := p.Take(ctx, "app", 2, 0)
 	require.NoError(t, err)
-	require.NotEqual(t, s, other, "a command may still be ending: not taken yet")
+	require.NotEqual(t, s, other, "a command is still ending: not taken")
+	end()
+	_, err = p.Begin("app", other, 1, "gate-smoke")
+	require.ErrorIs(t, err, ErrNotHeld)
 
-	age(t, s)
 	p.settle(2)
 	require.NoError(t, p.Release("app", other, 2))
 	// Run 2's slot is clean and preferred; a third run finds the crashed
@@ -144,9 +159,8 @@ func TestRetriedStepPoisonsSlot(t *testing.T) {
 	ctx := context.Background()
 	s, err := p.Take(ctx, "app", 1, 0)
 	require.NoError(t, err)
-	_, err = p.Begin("app", s, "compile") // first attempt: its worker dies
-	require.NoError(t, err)
-	end, err := p.Begin("app", s, "compile") // the retry, to its end
+	leftBehind(t, s, "compile")                 // first attempt: its worker died
+	end, err := p.Begin("app", s, 1, "compile") // the retry, to its end
 	require.NoError(t, err)
 	put(t, s, "maybe-bad")
 	end()

@@ -62,8 +62,9 @@ func TestCacheDirWarmAcrossRunsAndCleared(t *testing.T) {
 	require.Equal(t, "1", logValue(t, log1, "count"))
 	require.Contains(t, log1, "literal=$HOME-and-${SANDO_NOPE}", "only the run's own SANDO_ variables are expanded")
 
-	proj.commit(map[string]string{"main.txt": "2\n"}, "one-line change")
-	second := s.rebuild("")
+	// By sha, as CI asks: a commit the git cache lacks yet.
+	sha := proj.commit(map[string]string{"main.txt": "2\n"}, "one-line change")
+	second := s.rebuild(`{"sha": "` + sha + `"}`)
 	require.Equal(t, "passed", s.waitTerminal(second)["result"])
 	log2 := s.compileLog(second)
 	require.Equal(t, "2", logValue(t, log2, "count"), "the second run sees the first one's cache")

@@ -59,9 +59,14 @@ func fetchCached(ctx context.Context, opts Options, want Want) (string, error) {
 		}
 		// A probe that failed midway (see checkout) may have moved HEAD
 		// and left files missing, which a second checkout would keep:
-		// start over.
-		if err := m.newWorktree(ctx, wt); err != nil {
-			return "", err
+		// start over. A reused worktree is not started over (its files
+		// would all get new mtimes): its checkout is forced, which
+		// writes every file that differs from the commit, missing ones
+		// too.
+		if !opts.Reuse {
+			if err := m.newWorktree(ctx, wt); err != nil {
+				return "", err
+			}
 		}
 		rev = sha
 	case sha != "":

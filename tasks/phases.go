@@ -435,7 +435,11 @@ func (r *Runner) exec(ctx context.Context, j *job, cur *run.Run, s steps.Step, s
 	if err != nil {
 		return proc.Result{}, nil, err
 	}
-	end, err := r.pool().Begin(slot.Pipeline(), slot, stepName)
+	end, err := r.pool().Begin(slot.Pipeline(), slot, cur.ID, stepName)
+	if errors.Is(err, cache.ErrNotHeld) {
+		closeLog()
+		return proc.Result{}, nil, errSettled // settled, and its slot another run's: nothing to run
+	}
 	if err != nil {
 		closeLog()
 		return proc.Result{}, nil, fmt.Errorf("%s: %w", stepName, err)

@@ -106,7 +106,7 @@ func (r *Runner) Tidy(ctx context.Context) error {
 		}
 		res, err := runstore.New(r.Redis, name).Result(ctx, id)
 		if errors.Is(err, runstore.ErrNotFound) || err == nil && res.Terminal() {
-			if _, serr := os.Stat(r.Layout.Worktree(id)); serr == nil {
+			if _, serr := os.Lstat(r.Layout.Worktree(id)); serr == nil { // a link, maybe to a pruned slot
 				r.Cleanup(id)
 				removed++
 			}
