@@ -288,7 +288,7 @@ func (p Pool) Prune(ctx context.Context, cutoff time.Time, generation func(pipel
 					if lerr != nil {
 						return lerr
 					}
-					if live {
+					if live || freshMarkers(s) {
 						continue
 					}
 				}
