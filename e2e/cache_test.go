@@ -138,6 +138,36 @@ func TestReuseTree(t *testing.T) {
 	require.Contains(t, s.compileLog(again), "built")
 }
 
+// Runs of one pipeline building at once on two worker processes sharing
+// a data dir never share a cache dir: each build claims its cache with a
+// mkdir that fails if another build holds it.
+func TestConcurrentRunsNeverShareACache(t *testing.T) {
+	t.Parallel()
+	proj := newProject(t, map[string]string{"VERSION": "1.0.0\n"})
+	s := startStack(t, proj, stackOpts{workers: 2, noSupersede: true, pipeline: `branch: main
+build: |
+  mkdir "$SANDO_CACHE_DIR/busy" || { echo "cache shared with another run"; exit 1; }
+  echo "$SANDO_CACHE_DIR"
+  sleep 0.5
+  rmdir "$SANDO_CACHE_DIR/busy"
+gates:
+  - kind: unit
+    run: "true"
+`})
+	ids := make([]int, 6)
+	for i := range ids {
+		ids[i] = s.rebuild("")
+	}
+	dirs := map[string]bool{}
+	for _, id := range ids {
+		v := s.waitTerminal(id)
+		require.Equal(t, "passed", v["result"], "run %d: %v", id, v["failure_summary"])
+		dirs[strings.TrimSpace(s.compileLog(id))] = true
+	}
+	require.Greater(t, len(dirs), 1, "runs at once got slots of their own")
+	require.LessOrEqual(t, len(dirs), len(ids))
+}
+
 func (s *stack) rebuildOf(pipeline string) int {
 	s.t.Helper()
 	return s.rebuild(`{"pipeline": "` + strings.ReplaceAll(pipeline, `"`, "") + `"}`)
