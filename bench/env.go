@@ -357,6 +357,8 @@ type pipelineSpec struct {
 	// Gates, when set, replace the one gate: in file order, each with its
 	// needs (nil: no needs key, so it needs the gate before it).
 	Gates []gateSpec
+	Build string // the build command; "" is "true"
+	Reuse bool   // reuse: tree
 }
 
 type gateSpec struct {
@@ -374,7 +376,11 @@ func (p pipelineSpec) yaml() string {
 		gates = []gateSpec{{Kind: "unit", Run: gate}}
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "name: %s\nrepo: %s\nbranch: main\nbuild: \"true\"\nstage: \"true\"\ngates:\n", p.Name, p.Repo)
+	fmt.Fprintf(&sb, "name: %s\nrepo: %s\nbranch: main\nbuild: %s\nstage: \"true\"\n", p.Name, p.Repo, strconv.Quote(cmp.Or(p.Build, "true")))
+	if p.Reuse {
+		sb.WriteString("reuse: tree\n")
+	}
+	sb.WriteString("gates:\n")
 	for _, g := range gates {
 		fmt.Fprintf(&sb, "  - kind: %s\n    run: %s\n", g.Kind, strconv.Quote(g.Run))
 		if g.Needs != nil {

@@ -43,7 +43,7 @@ type options struct {
 	RBRequests   int // redis-benchmark -n
 	Concurrency  int // SANDO_CONCURRENCY of each worker (and of the baselines)
 	PollInterval time.Duration
-	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy
+	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy,warm,reuse
 	Profile      bool   // pprof the worst ratio and add its top functions
 	ProfileOnly  string // profile this scenario (latency, throughput, poll-building, poll-finished) and nothing else
 	Work         string // scratch directory; default a temp dir, removed after
@@ -52,6 +52,7 @@ type options struct {
 	Log          io.Writer // progress lines
 
 	Fleet fleetOptions // scaling, gates, idle
+	Warm  warmOptions  // warm, reuse
 
 	EconomyRuns int // runs (and chains) per repetition of the Redis economy benchmark
 
@@ -65,7 +66,7 @@ func defaultOptions() options {
 		LoadDur: 2 * time.Second, Warmup: 500 * time.Millisecond, RBRequests: 100000,
 		BacklogChains: 40, BacklogWork: 20 * time.Millisecond, EconomyRuns: 200,
 		Concurrency: runtime.NumCPU(), PollInterval: 10 * time.Millisecond, Profile: true,
-		Out: "BENCHMARKS.md", Fleet: defaultFleet(),
+		Out: "BENCHMARKS.md", Fleet: defaultFleet(), Warm: defaultWarm(),
 	}
 }
 
@@ -78,6 +79,7 @@ func (o *options) shorten() {
 	o.EconomyRuns = 4
 	o.Profile = false
 	o.Fleet.shorten()
+	o.Warm.shorten()
 }
 
 func (o options) wants(name string) bool {
@@ -95,7 +97,7 @@ func main() {
 	flag.IntVar(&o.Runs, "runs", o.Runs, "runs per throughput repetition")
 	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "SANDO_CONCURRENCY of each worker, and the baselines' parallelism per worker")
 	flag.IntVar(&o.Waiters, "waiters", o.Waiters, "concurrent long-poll waiters")
-	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy")
+	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy,warm,reuse")
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "pprof the worst ratio and report its top functions")
 	flag.StringVar(&o.ProfileOnly, "profile-only", "", "only profile this scenario: latency, throughput, poll-building or poll-finished")
 	flag.StringVar(&o.Work, "work", "", "scratch directory (kept); default: a temp dir, removed")
@@ -207,6 +209,8 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		{"gates", b.gates},
 		{"idle", b.idle},
 		{"economy", b.economy},
+		{"warm", b.warm},
+		{"reuse", b.reuse},
 	} {
 		if !o.wants(s.name) || o.ProfileOnly != "" {
 			continue

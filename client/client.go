@@ -258,6 +258,28 @@ func (c *Client) Cancel(ctx context.Context, id int64) (*Run, error) {
 	return runOf(resp, b)
 }
 
+// CacheCleared is the answer of ClearCache.
+type CacheCleared struct {
+	Pipeline   string `json:"pipeline"`
+	Generation int64  `json:"generation"`
+	Detail     string `json:"detail"`
+}
+
+// ClearCache clears pipeline's build caches on every worker (POST
+// /pipelines/{name}/cache:clear): each worker wipes its slots before a
+// run takes them next. An unknown pipeline is an *Error with Status 404.
+func (c *Client) ClearCache(ctx context.Context, pipeline string) (*CacheCleared, error) {
+	resp, b, err := c.do(ctx, call{method: http.MethodPost, path: "/pipelines/" + url.PathEscape(pipeline) + "/cache:clear"})
+	if err != nil {
+		return nil, err
+	}
+	var out CacheCleared
+	if err := decode(resp, b, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // State returns what is deployed and what builds (GET /state). A server
 // with several pipelines needs one named in o (at most one o is read).
 func (c *Client) State(ctx context.Context, o ...StateOptions) (*State, error) {

@@ -24,6 +24,8 @@ import (
 //	<root>/logs/<run>/<step>.log
 //	<root>/stage/<run>/         SANDO_STAGE_DIR
 //	<root>/git-cache/           mirrors the worktrees borrow objects from
+//	<root>/caches/              each pipeline's cache slots (package cache);
+//	                            a run's worktree is a link to its slot's
 //	<root>/home/<user>/         HOME of SANDO_BUILD_USER's phase commands
 //
 // Nothing secret is written here: a build may read all of it (see the
@@ -41,6 +43,9 @@ func (l Layout) StageDir(run int64) string { return filepath.Join(l.Root, "stage
 // GitCache holds one mirror per repository (gitfetch.Options.Cache).
 // Worktrees borrow its objects: it must outlive them.
 func (l Layout) GitCache() string { return filepath.Join(l.Root, "git-cache") }
+
+// Caches holds every pipeline's cache slots (cache.Pool.Root).
+func (l Layout) Caches() string { return filepath.Join(l.Root, "caches") }
 
 // Home is the HOME phase commands get when they run as user (see
 // tasks.BuildUser), kept across runs.

@@ -92,6 +92,7 @@ type stackOpts struct {
 	workerAddr string
 
 	monitoringReadOnly bool // SANDO_MONITORING_READONLY
+	noSupersede        bool // SANDO_SUPERSEDE=0
 }
 
 // startStack runs the API (and workers) until the test ends.
@@ -112,6 +113,7 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 		Addr: "127.0.0.1:0", PipelinePath: cfgPath, DataDir: s.dataDir, Concurrency: 4,
 		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 5 * time.Second, LogLevel: "debug",
 		Token: o.token, WebhookSecret: o.secret, WorkerAddr: o.workerAddr, MonitoringReadOnly: o.monitoringReadOnly,
+		NoSupersede: o.noSupersede,
 	}
 	if o.redisURL != "" {
 		cfg.RedisURL = o.redisURL

@@ -367,7 +367,7 @@ func TestValidatorCatchesDrift(t *testing.T) {
 			`"phase":"gating","result":"building","started_at":"2026-11-27T13:50:08.034Z","finished_at":null,` +
 			`"failure_summary":null,"gates":[{"kind":"unit","status":null,"log_ref":"7/gate-unit.log",` +
 			`"started_at":"2026-11-27T13:50:09.034Z","finished_at":null}],` +
-			`"phases":[{"phase":"gating","started_at":"2026-11-27T13:50:09.034Z","finished_at":null,"worker":"h:/d","log_ref":null}]` +
+			`"phases":[{"phase":"gating","started_at":"2026-11-27T13:50:09.034Z","finished_at":null,"worker":"h:/d","log_ref":null}],"reused_from":null` +
 			extra + `}`
 	}
 	etag := http.Header{"Etag": {`"0123456789abcdef01234567"`}, "Content-Type": {"application/json"}}

@@ -251,6 +251,8 @@ func TestSandoctlUsageAndUnknownRunExit3(t *testing.T) {
 		{[]string{"rebuild", "--sha", "abcdef1", "--ref", "main"}, "give --sha or --ref, not both"},
 		{[]string{"rebuild", "--sha", "not-hex"}, "400 Bad Request: sha:"},
 		{[]string{"logs", "compile"}, "want ID STEP"},
+		{[]string{"cache", "clear", "nope"}, `pipeline "nope" does not exist`},
+		{[]string{"cache", "wipe", "default"}, "the one cache command is clear"},
 	} {
 		r := ctl(t, env, tc.args...)
 		require.Equal(t, 3, r.code, "%v: %s", tc.args, r)
@@ -266,6 +268,10 @@ func TestSandoctlUsageAndUnknownRunExit3(t *testing.T) {
 	for _, want := range []string{"Exit codes:", "SANDO_URL", "SANDO_TOKEN", "GITHUB_RUN_ID", "CI_JOB_ID", "\n  6    --timeout reached"} {
 		require.Contains(t, r.stdout, want)
 	}
+	r = ctl(t, env, "cache", "clear", "default")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.Contains(t, r.stdout, "pipeline default: caches cleared (generation 1)")
+
 	r = ctl(t, env, "watch", "-h")
 	require.Equal(t, 0, r.code, "%s", r)
 	require.Contains(t, r.stderr, "usage: sandoctl watch ID [--timeout D]")

@@ -39,7 +39,7 @@ func fetchCached(ctx context.Context, opts Options, want Want) (string, error) {
 		return "", err
 	}
 	wt := git{opts: opts}
-	if err := m.newWorktree(ctx, wt); err != nil {
+	if err := m.prepare(ctx, wt); err != nil {
 		return "", err
 	}
 	sha := strings.ToLower(want.SHA)
@@ -59,9 +59,14 @@ func fetchCached(ctx context.Context, opts Options, want Want) (string, error) {
 		}
 		// A probe that failed midway (see checkout) may have moved HEAD
 		// and left files missing, which a second checkout would keep:
-		// start over.
-		if err := m.newWorktree(ctx, wt); err != nil {
-			return "", err
+		// start over. A reused worktree is not started over (its files
+		// would all get new mtimes): its checkout is forced, which
+		// writes every file that differs from the commit, missing ones
+		// too.
+		if !opts.Reuse {
+			if err := m.newWorktree(ctx, wt); err != nil {
+				return "", err
+			}
 		}
 		rev = sha
 	case sha != "":
@@ -100,13 +105,35 @@ var gitErrorLine = regexp.MustCompile(`(?m)^error: `)
 // on stderr: such a line is a failure here. It happens with a damaged
 // mirror, and to a probe racing a fetch into the mirror, whose objects
 // appear one by one (the probe then takes the miss path: no harm done).
+//
+// With Options.Reuse the checkout is forced over whatever the worktree
+// holds (git rewrites only the files that differ, so the others keep
+// their mtimes), and then every untracked and ignored file is removed.
 func checkout(ctx context.Context, g git, rev string) error {
 	args := []string{"checkout", "-q", "--detach", rev}
+	if g.opts.Reuse {
+		args = []string{"checkout", "-q", "--force", "--detach", rev}
+	}
 	out, err := g.run(ctx, args...)
 	if err == nil && gitErrorLine.MatchString(out) {
 		return &gitError{args: args, result: "incomplete", output: out}
 	}
+	if err == nil && g.opts.Reuse {
+		_, err = g.run(ctx, "clean", "-q", "-ffdx")
+	}
 	return err
+}
+
+// prepare is newWorktree, except that with Options.Reuse a worktree that
+// already is a repository is kept for an in-place checkout (its alternates
+// are written again, in case the mirror moved).
+func (m mirror) prepare(ctx context.Context, wt git) error {
+	if wt.opts.Reuse {
+		if st, err := os.Stat(filepath.Join(wt.opts.Dir, ".git", "objects", "info")); err == nil && st.IsDir() {
+			return m.borrow(wt)
+		}
+	}
+	return m.newWorktree(ctx, wt)
 }
 
 // newWorktree makes wt's directory an empty repository that borrows the
@@ -116,6 +143,11 @@ func (m mirror) newWorktree(ctx context.Context, wt git) error {
 	if err := newWorktree(ctx, wt); err != nil {
 		return err
 	}
+	return m.borrow(wt)
+}
+
+// borrow points wt's alternates at the mirror's objects.
+func (m mirror) borrow(wt git) error {
 	alternates := filepath.Join(wt.opts.Dir, ".git", "objects", "info", "alternates")
 	return os.WriteFile(alternates, []byte(filepath.Join(m.dir, "objects")+"\n"), 0o644)
 }

@@ -37,6 +37,13 @@ type Options struct {
 	// worktree borrows (see cache.go); empty: fetch from the repository
 	// alone, every time.
 	Cache string
+	// Reuse: Dir may hold an earlier checkout (a cache slot's worktree).
+	// With Cache, it is checked out in place, so files the new commit does
+	// not change keep their mtimes, and every untracked or ignored file is
+	// removed (git clean -ffdx): what an earlier build left in the
+	// worktree never reaches this one. Without Cache, or if the in-place
+	// checkout fails, Dir is made afresh as without Reuse.
+	Reuse bool
 }
 
 // NotFoundError is a deterministic failure: the sha or ref does not exist
@@ -117,6 +124,15 @@ func newWorktree(ctx context.Context, g git) error {
 	}
 	_, err := g.run(ctx, "init", "-q")
 	return err
+}
+
+// TreeOf is the id of the tree of commit sha, read in the worktree dir.
+func TreeOf(ctx context.Context, opts Options, sha string) (string, error) {
+	out, err := git{opts: opts}.run(ctx, "rev-parse", "-q", "--verify", "--end-of-options", sha+"^{tree}")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(out), nil
 }
 
 // head is the commit the worktree has checked out.

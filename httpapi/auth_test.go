@@ -57,6 +57,9 @@ func TestTokens(t *testing.T) {
 		{"POST", "/rebuild", "read-secret", http.StatusUnauthorized},
 		{"POST", "/rebuild", "", http.StatusUnauthorized},
 		{"POST", "/rebuild", "write-secret", http.StatusAccepted},
+		{"POST", "/pipelines/app/cache:clear", "read-secret", http.StatusUnauthorized},
+		{"POST", "/pipelines/app/cache:clear", "write-secret", http.StatusAccepted},
+		{"POST", "/pipelines/nope/cache:clear", "write-secret", http.StatusNotFound},
 		{"GET", "/healthz", "", http.StatusOK},
 	} {
 		require.Equal(t, tt.want, status(tt.method, tt.path, tt.token), "%s %s with %q", tt.method, tt.path, tt.token)

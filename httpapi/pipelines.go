@@ -223,3 +223,24 @@ func (s *Server) CountBuilding(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// clearCache answers POST /pipelines/{name}/cache:clear: the pipeline's
+// cache generation moves on, and every worker wipes its slots of an older
+// one before a run takes them (and its tidy removes those no run takes),
+// so the clear reaches every data dir through Redis alone.
+func (s *Server) clearCache(c *gin.Context) {
+	p, err := s.catalog().named(c.Param("name"))
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	gen, err := p.store.ClearCache(c)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{
+		"pipeline": p.def.Name, "generation": gen,
+		"detail": "every worker wipes this pipeline's cache slots before a run takes them next; runs building now keep theirs",
+	})
+}

@@ -104,6 +104,7 @@ func (s *Server) Handler() http.Handler {
 	write.POST("/rebuild", s.rebuild)
 	write.POST("/pipelines/:name/rebuild", s.rebuild)
 	write.POST("/runs/:id/cancel", s.cancel)
+	write.POST(`/pipelines/:name/cache\:clear`, s.clearCache) // a literal colon, escaped for Gin
 	get(read, "/", s.index)
 	get(read, "/pipelines", s.listPipelines)
 	get(read, "/pipelines/:name", s.getPipeline)

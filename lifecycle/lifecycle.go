@@ -105,10 +105,31 @@ func (l *Lifecycle) Cancel(ctx context.Context, id int64) (*run.Run, bool, error
 	return r, won, nil
 }
 
-// Pass settles a run passed. It reports whether this write won.
+// Pass settles a run passed. It reports whether this write won. With
+// reuse: tree the run is then filed for later runs of its tree to reuse
+// (best effort: a run not filed is only built again).
 func (l *Lifecycle) Pass(ctx context.Context, id int64) (bool, error) {
 	won, err := l.Store.Pass(ctx, id)
+	if err == nil && won && l.Pipeline.Reuse == pipeline.ReuseTree {
+		if _, ierr := l.Store.IndexPassed(ctx, id); ierr != nil {
+			l.logger().Warn("passed run not filed for reuse", "run_id", id, "err", ierr)
+		}
+	}
 	return l.settled(ctx, id, won, err, run.ResultPassed)
+}
+
+// Reuse settles run id, fetched at sha, passed at once with the result
+// of the passed run its reuse key names (reuse: tree), if there is one.
+// It reports that run's id and whether the run is settled now (by this
+// write, or already by another: either way there is nothing to build);
+// with no run to reuse, neither.
+func (l *Lifecycle) Reuse(ctx context.Context, id int64, sha, key string) (from int64, settled bool, err error) {
+	o, from, err := l.Store.Reuse(ctx, id, sha, key)
+	if err != nil || o == 0 {
+		return 0, false, err
+	}
+	_, err = l.settled(ctx, id, o == runstore.Applied, nil, run.ResultPassed)
+	return from, true, err
 }
 
 // Fail settles a run failed with summary. It reports whether this write won.

@@ -82,6 +82,9 @@ type Run struct {
 	Disk, Worker string
 	// Phases are the phases the run has entered, in order.
 	Phases []PhaseRun
+	// ReusedFrom, for a run settled by reuse: tree, is the passed run
+	// whose gates and version it carries; 0 otherwise.
+	ReusedFrom int64
 	// ProgressAt is the last sign of life: a phase start or a running
 	// phase's heartbeat. The janitor fails runs whose progress stopped.
 	ProgressAt time.Time

@@ -47,6 +47,20 @@ func (k Keys) TierGates(tier, version string) string {
 	return k.prefix + "gates:" + tier + ":" + version
 }
 
+// CacheGeneration is the pipeline's cache generation, INCR'd by an
+// operator's cache clear: a worker wipes a cache slot of an older
+// generation before a run takes it (package cache), so the clear reaches
+// every data dir without the API touching any.
+func (k Keys) CacheGeneration() string { return k.prefix + "cache_gen" }
+
+// ReuseIndex is the hash reuse key (git tree id ":" pipeline hash) → the
+// id of the run that built it and passed (reuse: tree).
+func (k Keys) ReuseIndex() string { return k.prefix + "reuse" }
+
+// ReusedBy is the hash run id → the newest run that reused it: retention
+// keeps a run while that one is kept (its gates' logs are the run's).
+func (k Keys) ReusedBy() string { return k.prefix + "reused_by" }
+
 // Idempotency maps a client's Idempotency-Key to the run it started.
 func (k Keys) Idempotency(key string) string { return k.prefix + "idem:" + key }
 

@@ -24,6 +24,9 @@ func TestKeys(t *testing.T) {
 		{k.Outbox(), "sando:{app}:outbox"},
 		{k.Log(17, "gate-unit"), "sando:{app}:log:17:gate-unit"},
 		{k.Logs(17), "sando:{app}:logs:17"},
+		{k.CacheGeneration(), "sando:{app}:cache_gen"},
+		{k.ReuseIndex(), "sando:{app}:reuse"},
+		{k.ReusedBy(), "sando:{app}:reused_by"},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, tt.got)
@@ -42,7 +45,8 @@ func TestKeysShareSlot(t *testing.T) {
 	t.Parallel()
 	k := NewKeys("app")
 	all := []string{k.Seq(), k.Runs(), k.Building(), k.Run(1), k.Run(99999), k.LastPassed(),
-		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Outbox(), k.Log(1, "fetch"), k.Logs(1)} // Events is a channel, not a key
+		k.TierGates("host", "1.0"), k.Idempotency("x"), k.Outbox(), k.Log(1, "fetch"), k.Logs(1),
+		k.CacheGeneration(), k.ReuseIndex(), k.ReusedBy()} // Events is a channel, not a key
 	slot := redisSlot(all[0])
 	for _, key := range all[1:] {
 		require.Equal(t, slot, redisSlot(key), key)

@@ -111,9 +111,14 @@ func (s *Store) CountBuilding(ctx context.Context) (int64, error) {
 // it). The run hashes are derived from KEYS[1] (luaPrelude's runkey): which
 // runs are old enough is only known inside the script.
 //
+// A run another kept run reused is kept too (its gates' logs are this
+// run's); a deleted run leaves the reuse index if the index names it.
+//
 // KEYS[1] building set (only its hash tag is read, for runkey)
 // KEYS[2] last passed id
 // KEYS[3] runs sorted set
+// KEYS[4] reuse index
+// KEYS[5] reused-by hash
 // ARGV[1] cutoff (RFC 3339 UTC with milliseconds: compares as a string)
 // ARGV[2] how many of the newest runs to keep whatever their age
 // ARGV[3] most runs to delete in this call
@@ -124,13 +129,20 @@ local keep = tonumber(ARGV[2])
 local candidates = redis.call("ZRANGE", KEYS[3], 0, -(keep + 1))
 local protect = redis.call("GET", KEYS[2]) or ""
 local deleted = {}
+local function reused(id)
+  local by = redis.call("HGET", KEYS[5], id)
+  return by and redis.call("EXISTS", runkey(by)) == 1
+end
 for _, id in ipairs(candidates) do
   if #deleted >= tonumber(ARGV[3]) then break end
   local key = runkey(id)
   local r = redis.call("HMGET", key, "result", "finished_at")
   if not r[1] then
     redis.call("ZREM", KEYS[3], id)
-  elseif r[1] ~= BUILDING and id ~= protect and r[2] and r[2] < ARGV[1] then
+  elseif r[1] ~= BUILDING and id ~= protect and r[2] and r[2] < ARGV[1] and not reused(id) then
+    local rk = redis.call("HGET", key, "reuse_key")
+    if rk and redis.call("HGET", KEYS[4], rk) == id then redis.call("HDEL", KEYS[4], rk) end
+    redis.call("HDEL", KEYS[5], id)
     redis.call("DEL", key)
     redis.call("ZREM", KEYS[3], id)
     table.insert(deleted, tonumber(id))
@@ -143,7 +155,8 @@ return deleted
 // the newest keep runs and the last passed one. It returns the deleted ids
 // so their logs and staged artifacts can go too.
 func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([]int64, error) {
-	ids, err := pruneScript.Run(ctx, s.rdb, []string{s.keys.Building(), s.keys.LastPassed(), s.keys.Runs()},
+	ids, err := pruneScript.Run(ctx, s.rdb, []string{s.keys.Building(), s.keys.LastPassed(), s.keys.Runs(),
+		s.keys.ReuseIndex(), s.keys.ReusedBy()},
 		cutoff.UTC().Format(timeLayout), keep, limit,
 	).Int64Slice()
 	if err != nil {

@@ -208,6 +208,7 @@ func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
 		Definition:     m[fDef],
 		Gates:          []run.Gate{},
 	}
+	r.ReusedFrom, _ = strconv.ParseInt(m[fReusedFrom], 10, 64)
 	r.StartedAt, _ = time.Parse(time.RFC3339Nano, m[fStarted])
 	r.FinishedAt, _ = time.Parse(time.RFC3339Nano, m[fFinished])
 	r.ProgressAt, _ = time.Parse(time.RFC3339Nano, m[fProgress])

@@ -32,6 +32,9 @@ type Run struct {
 	FailureSummary *string    `json:"failure_summary"`
 	Gates          []Gate     `json:"gates"`
 	Phases         []Phase    `json:"phases"`
+	// ReusedFrom names the passed run whose result a run settled by
+	// reuse: tree carries; null otherwise.
+	ReusedFrom *int64 `json:"reused_from"`
 }
 
 // Phase is one phase the run entered: when, for how long, on which worker
@@ -129,7 +132,15 @@ func Of(r *run.Run) Run {
 		RunID: r.ID, Pipeline: r.Pipeline, SHA: Nullable(r.SHA), Ref: Nullable(r.Ref), Version: Nullable(r.Version),
 		Phase: r.Phase, Result: r.Result, StartedAt: started, FinishedAt: Time(r.FinishedAt),
 		FailureSummary: FailureSummary(r), Gates: Gates(r.Gates), Phases: Phases(r.Phases),
+		ReusedFrom: reusedFrom(r),
 	}
+}
+
+func reusedFrom(r *run.Run) *int64 {
+	if r.ReusedFrom == 0 {
+		return nil
+	}
+	return &r.ReusedFrom
 }
 
 func SummaryOf(r *run.Run) Summary {

@@ -72,24 +72,26 @@ func BuildUser(ctx context.Context, nameOrUID string, layout datadir.Layout) (*p
 	return u, nil
 }
 
-// handOver gives the run's worktree and stage dir to the build user, if
-// any, before a command runs: the worktree, which the fetch made as the
-// worker, once (only the worker can give it away, and its top directory
-// goes last: owned by the user means handed over whole), and the stage
-// dir, made here if need be.
-func (r *Runner) handOver(id int64) error {
+// handOver gives the run's worktree (dir, its slot's), its cache dir and
+// its stage dir to the build user, if any, before a command runs: the
+// worktree, which the fetch checked out as the worker, and the cache, made
+// by the worker, whole, once each (only the worker can give them away, and
+// the top directory goes last: owned by the user means handed over whole),
+// and the stage dir, made here if need be.
+func (r *Runner) handOver(id int64, dir, cacheDir string) error {
 	u := r.BuildUser
 	if u == nil {
 		return nil
 	}
-	wt := r.Layout.Worktree(id)
-	st, err := os.Lstat(wt)
-	if err != nil {
-		return err
-	}
-	if st.Sys().(*syscall.Stat_t).Uid != u.UID {
-		if err := u.Chown(wt); err != nil {
-			return fmt.Errorf("hand the worktree to SANDO_BUILD_USER: %w", err)
+	for _, d := range []string{dir, cacheDir} {
+		st, err := os.Lstat(d)
+		if err != nil {
+			return err
+		}
+		if st.Sys().(*syscall.Stat_t).Uid != u.UID {
+			if err := u.Chown(d); err != nil {
+				return fmt.Errorf("hand %s to SANDO_BUILD_USER: %w", d, err)
+			}
 		}
 	}
 	stage := r.Layout.StageDir(id)

@@ -63,7 +63,8 @@ func TestPhasesRunAsBuildUser(t *testing.T) {
 
 	id := newRun(t, b)
 	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
-	wt := layout.Worktree(id)
+	wt, err := filepath.EvalSymlinks(layout.Worktree(id)) // its cache slot's
+	require.NoError(t, err)
 	require.Equal(t, uint32(0), owner(t, wt), "the fetch runs as the worker")
 	require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})))
 	cur, err := b.store.Get(ctx, id)
@@ -76,6 +77,22 @@ func TestPhasesRunAsBuildUser(t *testing.T) {
 		require.Equal(t, u.UID, owner(t, p), p)
 	}
 	require.Zero(t, owner(t, layout.LogPath(id, "compile")), "the worker writes the logs")
+
+	// The next run checks out in place, as the worker, the tree the build
+	// user owns, and hands it over again.
+	_, err = b.store.Pass(ctx, id)
+	require.NoError(t, err)
+	b.runner.Cleanup(id)
+	next := newRun(t, b)
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: next})))
+	again, err := filepath.EvalSymlinks(layout.Worktree(next))
+	require.NoError(t, err)
+	require.Equal(t, wt, again, "the second run reuses the slot")
+	require.NoFileExists(t, filepath.Join(wt, "made-by-build"), "the in-place checkout cleans what the last build left")
+	require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: next})))
+	out, err = os.ReadFile(layout.LogPath(next, "compile"))
+	require.NoError(t, err)
+	require.Contains(t, string(out), fmt.Sprintf("%d\n", u.UID))
 }
 
 func owner(t *testing.T, path string) uint32 {

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -40,7 +41,10 @@ func BaseEnv(environ []string) []string {
 }
 
 // phaseEnv is base, then the pipeline's env:, then the run's SANDO_*
-// variables, which nothing may override.
+// variables, which nothing may override. In env: values, $SANDO_… and
+// ${SANDO_…} naming one of the run's variables are expanded
+// (CARGO_TARGET_DIR: $SANDO_CACHE_DIR/target); anything else, other
+// variables and a lone $ among it, is passed on as written.
 func phaseEnv(base []string, pipelineEnv map[string]string, runVars map[string]string) []string {
 	env := append([]string(nil), base...)
 	keys := make([]string, 0, len(pipelineEnv))
@@ -49,7 +53,7 @@ func phaseEnv(base []string, pipelineEnv map[string]string, runVars map[string]s
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		env = append(env, k+"="+pipelineEnv[k])
+		env = append(env, k+"="+expandRunVars(pipelineEnv[k], runVars))
 	}
 	keys = keys[:0]
 	for k := range runVars {
@@ -60,4 +64,17 @@ func phaseEnv(base []string, pipelineEnv map[string]string, runVars map[string]s
 		env = append(env, k+"="+runVars[k])
 	}
 	return env // exec uses the last value of a duplicated key
+}
+
+// runVarRef is a reference to a SANDO_ variable, braced or not.
+var runVarRef = regexp.MustCompile(`\$(\{SANDO_[A-Z_]+\}|SANDO_[A-Z_]+)`)
+
+func expandRunVars(v string, runVars map[string]string) string {
+	return runVarRef.ReplaceAllStringFunc(v, func(ref string) string {
+		name := strings.Trim(ref, "${}")
+		if val, ok := runVars[name]; ok {
+			return val
+		}
+		return ref
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,11 +17,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"sando/cache"
 	"sando/datadir"
 	"sando/gitfetch"
 	"sando/headline"
 	"sando/lifecycle"
 	"sando/metrics"
+	"sando/pipeline"
 	"sando/proc"
 	"sando/run"
 	"sando/runstore"
@@ -109,6 +112,9 @@ type verdict struct {
 	err error
 	// passed, for a gate that passed, is every gate of the run that has.
 	passed map[string]bool
+	// settled: the step settled the run itself (a fetch whose tree an
+	// earlier run passed, reuse: tree); nothing follows.
+	settled bool
 }
 
 // handle runs one step's task: check the run is still building, move it
@@ -220,6 +226,8 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, j *job
 	case v.err != nil:
 		log.Warn("phase failed; will retry", "err", v.err)
 		return v.err
+	case v.settled:
+		return nil
 	case v.failure != "":
 		won, err := j.life.Fail(wctx, id, v.failure)
 		if err != nil {
@@ -277,18 +285,25 @@ func (r *Runner) watch(ctx context.Context, j *job, id int64) (context.Context, 
 	return wctx, cancel
 }
 
-// Cleanup drops a settled run's worktree; logs and staged artifacts stay.
+// Cleanup releases a settled run's cache slot and drops the link to its
+// worktree (or, for a run of an older version, the worktree itself); the
+// slot's worktree and cache stay for the next run, logs and staged
+// artifacts for this one's readers.
 func (r *Runner) Cleanup(id int64) {
+	r.releaseSlot(id)
 	_ = os.RemoveAll(r.Layout.Worktree(id))
 }
 
-func (r *Runner) runVars(cur *run.Run) map[string]string {
+// runVars are the SANDO_* variables of a phase command in worktree dir
+// with cache slot slot.
+func (r *Runner) runVars(cur *run.Run, dir string, slot cache.Slot) map[string]string {
 	return map[string]string{
 		"SANDO_RUN_ID":    strconv.FormatInt(cur.ID, 10),
 		"SANDO_SHA":       cur.SHA,
 		"SANDO_VERSION":   cur.Version,
-		"SANDO_WORKTREE":  r.Layout.Worktree(cur.ID),
+		"SANDO_WORKTREE":  dir,
 		"SANDO_STAGE_DIR": r.Layout.StageDir(cur.ID),
+		"SANDO_CACHE_DIR": slot.Cache(),
 	}
 }
 
@@ -302,11 +317,24 @@ func (r *Runner) fetch(ctx context.Context, j *job, cur *run.Run, s steps.Step) 
 	if cur.SHA != "" {
 		want.Ref = ""
 	}
-	dir := r.Layout.Worktree(cur.ID)
-	sha, err := gitfetch.Fetch(ctx, gitfetch.Options{
+	slot, err := r.takeSlot(ctx, j, cur)
+	if err != nil {
+		return verdict{err: fmt.Errorf("fetch: %w", err)}
+	}
+	dir := slot.Worktree()
+	opts := gitfetch.Options{
 		Repo: j.p.Repo, Dir: dir, Log: logw, Env: r.BaseEnv, Timeout: s.Timeout(j.p),
-		Cache: r.Layout.GitCache(),
-	}, want)
+		Cache: r.Layout.GitCache(), Reuse: true,
+	}
+	if r.BuildUser != nil {
+		// The worker checks out in place a tree an earlier run handed to
+		// the build user: git refuses a repository of another owner, and
+		// handOver gives the tree back whole once its top is not the
+		// user's.
+		_ = os.Lchown(dir, os.Getuid(), os.Getgid())
+		_ = os.Lchown(filepath.Join(dir, ".git"), os.Getuid(), os.Getgid())
+	}
+	sha, err := gitfetch.Fetch(ctx, opts, want)
 	var nf *gitfetch.NotFoundError
 	switch {
 	case errors.As(err, &nf):
@@ -318,7 +346,36 @@ func (r *Runner) fetch(ctx context.Context, j *job, cur *run.Run, s steps.Step) 
 	if err != nil {
 		return verdict{failure: "fetch: " + err.Error()}
 	}
+	if j.p.Reuse == pipeline.ReuseTree {
+		return r.reuseOrRecord(ctx, j, cur, opts, sha, ver)
+	}
 	if _, err := j.store.SetFetched(ctx, cur.ID, sha, ver); err != nil {
+		return verdict{err: err}
+	}
+	cur.SHA, cur.Version = sha, ver
+	return verdict{}
+}
+
+// reuseOrRecord, for a pipeline with reuse: tree, settles the run passed
+// at once if a run of the same tree and definition passed, and otherwise
+// records what the fetch learned with the run's reuse key, under which
+// the run is filed once it passes.
+func (r *Runner) reuseOrRecord(ctx context.Context, j *job, cur *run.Run, opts gitfetch.Options, sha, ver string) verdict {
+	opts.Log = nil
+	tree, err := gitfetch.TreeOf(ctx, opts, sha)
+	if err != nil {
+		return verdict{err: fmt.Errorf("fetch: %w", err)}
+	}
+	key := tree + ":" + j.p.Hash()
+	from, settled, err := j.life.Reuse(ctx, cur.ID, sha, key)
+	switch {
+	case err != nil:
+		return verdict{err: err}
+	case settled:
+		r.logFor(steps.Payload{RunID: cur.ID, Pipeline: j.p.Name}, steps.Fetch).Info("run passed: its tree and definition passed before", "reused_from", from)
+		return verdict{settled: true}
+	}
+	if _, err := j.store.SetFetchedReusable(ctx, cur.ID, sha, ver, key); err != nil {
 		return verdict{err: err}
 	}
 	cur.SHA, cur.Version = sha, ver
@@ -361,23 +418,41 @@ func (r *Runner) command(ctx context.Context, j *job, cur *run.Run, s steps.Step
 
 func (r *Runner) exec(ctx context.Context, j *job, cur *run.Run, s steps.Step, script string) (proc.Result, []byte, error) {
 	stepName, timeout := s.Name(), s.Timeout(j.p)
-	dir := r.Layout.Worktree(cur.ID)
-	if _, err := os.Stat(dir); err != nil {
+	// The worktree's real path: the slot's, which stays one across the
+	// slot's runs (tools that key their outputs by path, as cargo does,
+	// find them again).
+	dir, err := filepath.EvalSymlinks(r.Layout.Worktree(cur.ID))
+	if err != nil {
 		// Another host fetched this run and SANDO_DATA_DIR is not shared,
 		// or the worktree was removed: refetching is the fix, so retry.
 		return proc.Result{}, nil, fmt.Errorf("%s: worktree missing (is SANDO_DATA_DIR shared by all workers?): %w", stepName, err)
 	}
-	if err := r.handOver(cur.ID); err != nil {
+	slot, err := r.cacheDir(ctx, j, cur)
+	if err != nil {
+		return proc.Result{}, nil, fmt.Errorf("%s: %w", stepName, err)
+	}
+	if err := r.handOver(cur.ID, dir, slot.Cache()); err != nil {
 		return proc.Result{}, nil, fmt.Errorf("%s: %w", stepName, err)
 	}
 	logw, path, closeLog, err := r.openLog(ctx, j, cur.ID, s)
 	if err != nil {
 		return proc.Result{}, nil, err
 	}
+	end, err := r.pool().Begin(slot.Pipeline(), slot, cur.ID, stepName)
+	if errors.Is(err, cache.ErrNotHeld) {
+		closeLog()
+		return proc.Result{}, nil, errSettled // settled, and its slot another run's: nothing to run
+	}
+	if err != nil {
+		closeLog()
+		return proc.Result{}, nil, fmt.Errorf("%s: %w", stepName, err)
+	}
+	vars := r.runVars(cur, dir, slot)
 	res, err := proc.Run(ctx, proc.Spec{
 		Args: []string{"sh", "-c", script}, Dir: dir, Output: logw, Timeout: timeout,
-		Env: phaseEnv(r.phaseBase(), j.p.Env, r.runVars(cur)), User: r.BuildUser,
+		Env: phaseEnv(r.phaseBase(), j.p.Env, vars), User: r.BuildUser,
 	})
+	end() // seen to end: the slot is not half-written by a dead worker
 	closeLog()
 	if err != nil || res.OK() {
 		return res, nil, err

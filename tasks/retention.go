@@ -106,7 +106,7 @@ func (r *Runner) Tidy(ctx context.Context) error {
 		}
 		res, err := runstore.New(r.Redis, name).Result(ctx, id)
 		if errors.Is(err, runstore.ErrNotFound) || err == nil && res.Terminal() {
-			if _, serr := os.Stat(r.Layout.Worktree(id)); serr == nil {
+			if _, serr := os.Lstat(r.Layout.Worktree(id)); serr == nil { // a link, maybe to a pruned slot
 				r.Cleanup(id)
 				removed++
 			}
@@ -115,5 +115,23 @@ func (r *Runner) Tidy(ctx context.Context) error {
 	if removed > 0 {
 		r.Logger.Info("tidied the data dir of finished and pruned runs", "runs", removed, "data_dir", r.Layout.Root)
 	}
-	return nil
+	return r.tidyCaches(ctx)
+}
+
+// tidyCaches removes the cache slots on this data dir that no run holds
+// and that were last used longer ago than retention, or whose pipeline's
+// cache was cleared since (cache:clear) and no run has taken since.
+func (r *Runner) tidyCaches(ctx context.Context) error {
+	var cutoff time.Time // retention off: no slot is too old
+	if r.Retention.Age > 0 {
+		cutoff = r.now().Add(-r.Retention.Age)
+	}
+	n, err := r.pool().Prune(ctx, cutoff, func(pipeline string) (int64, bool) {
+		gen, err := runstore.New(r.Redis, pipeline).CacheGeneration(ctx)
+		return gen, err == nil
+	})
+	if n > 0 {
+		r.Logger.Info("pruned cache slots unused past retention or cleared", "slots", n, "data_dir", r.Layout.Root)
+	}
+	return err
 }

@@ -62,6 +62,10 @@ Usage:
   sandoctl open ID [--browser] [--timeout D]
       Print the URL of run ID's page (what a person opens from a red
       check); --browser also opens it with xdg-open (open on macOS).
+  sandoctl cache clear PIPELINE [--timeout D]
+      Clear the pipeline's build caches (SANDO_CACHE_DIR and the reused
+      worktrees) on every worker: each wipes them before a run takes them
+      next. Runs building now keep theirs.
 
   Flags may come before or after the arguments. --timeout D (e.g. 90s,
   10m) bounds the whole command; 0, the default, means no limit.
@@ -130,6 +134,7 @@ func run(ctx context.Context, args []string, e env) int {
 	commands := map[string]func(*cli, context.Context, []string) int{
 		"rebuild": (*cli).rebuild, "watch": (*cli).watchCmd, "status": (*cli).status,
 		"list": (*cli).list, "logs": (*cli).logs, "cancel": (*cli).cancel, "open": (*cli).open,
+		"cache": (*cli).cache,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
@@ -560,5 +565,24 @@ func (cl *cli) open(ctx context.Context, args []string) int {
 		fmt.Fprintf(cl.stderr, "sandoctl: %s %s: %v\n", opener, page, err)
 		return exitUsage
 	}
+	return exitPassed
+}
+
+func (cl *cli) cache(ctx context.Context, args []string) int {
+	fs, timeout := cl.flags("cache", "cache clear PIPELINE [--timeout D]")
+	pos, code, ok := parse(fs, args, 2, 2)
+	if !ok {
+		return code
+	}
+	if pos[0] != "clear" {
+		return cl.fail(usageError{fmt.Sprintf("cache %s: the one cache command is clear (sandoctl cache clear PIPELINE)", pos[0])}, "")
+	}
+	ctx, cancel := withTimeout(ctx, *timeout)
+	defer cancel()
+	out, err := cl.c.ClearCache(ctx, pos[1])
+	if err != nil {
+		return cl.fail(err, fmt.Sprintf("pipeline %q", pos[1]))
+	}
+	fmt.Fprintf(cl.stdout, "pipeline %s: caches cleared (generation %d): %s\n", out.Pipeline, out.Generation, out.Detail)
 	return exitPassed
 }
