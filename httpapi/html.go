@@ -32,23 +32,21 @@ func (s *Server) canWrite(c *gin.Context) bool {
 	return s.Token == "" || TokenMatches(c.Request, s.Token)
 }
 
-// sendHTML answers a page: its ETag is over the HTML, so it never equals
-// the JSON view's, and Vary says the body depends on Accept.
+// sendHTML answers a page, with Vary: the body depends on Accept.
 func (s *Server) sendHTML(c *gin.Context, body []byte) {
 	h := c.Writer.Header()
 	h.Set("Vary", "Accept")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Content-Security-Policy", pages.CSP)
 	h.Set("Referrer-Policy", "same-origin")
-	sendTagged(c, "h", "text/html; charset=utf-8", body)
+	sendTagged(c, "text/html; charset=utf-8", body)
 }
 
-// sendTagged answers body with a strong ETag over it, whose first
-// character (prefix) keeps representations of one URL apart, or 304 when
-// If-None-Match names it.
-func sendTagged(c *gin.Context, prefix, contentType string, body []byte) {
+// sendTagged answers body with a strong ETag over its bytes (so a page's
+// never equals its URL's JSON view's), or 304 when If-None-Match names it.
+func sendTagged(c *gin.Context, contentType string, body []byte) {
 	sum := sha256.Sum256(body)
-	etag := `"` + prefix + hex.EncodeToString(sum[:12]) + `"`
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
 	h := c.Writer.Header()
 	h.Set("ETag", etag)
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -204,7 +202,7 @@ func (s *Server) badge(c *gin.Context) {
 		scope = "private" // a shared cache must not hand it to a client without the token
 	}
 	c.Header("Cache-Control", scope+", max-age=60, must-revalidate")
-	sendTagged(c, "b", "image/svg+xml; charset=utf-8", pages.Badge(p.def.Name, result))
+	sendTagged(c, "image/svg+xml; charset=utf-8", pages.Badge(p.def.Name, result))
 }
 
 // newestSettled is the result of the newest run that passed or failed,
