@@ -92,7 +92,7 @@ func main() {
 	flag.IntVar(&o.Runs, "runs", o.Runs, "runs per throughput repetition")
 	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "SANDO_CONCURRENCY of each worker, and the baselines' parallelism per worker")
 	flag.IntVar(&o.Waiters, "waiters", o.Waiters, "concurrent long-poll waiters")
-	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle")
+	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,pages")
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "pprof the worst ratio and report its top functions")
 	flag.StringVar(&o.ProfileOnly, "profile-only", "", "only profile this scenario: latency, throughput, poll-building or poll-finished")
 	flag.StringVar(&o.Work, "work", "", "scratch directory (kept); default: a temp dir, removed")
@@ -203,6 +203,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		{"scaling", b.scaling},
 		{"gates", b.gates},
 		{"idle", b.idle},
+		{"pages", b.pages},
 	} {
 		if !o.wants(s.name) || o.ProfileOnly != "" {
 			continue
