@@ -174,6 +174,8 @@ func TestRedRunPageInBrowser(t *testing.T) {
 		require.Equal(t, "true", p.eval(`String(document.documentElement.scrollWidth <= document.documentElement.clientWidth)`),
 			"%s: the page fits the width (it scrolls only down)", vp.name)
 		if vp.name != "desktop" {
+			require.Equal(t, "true", p.eval(`(() => { const s = document.querySelector("#timeline .scroll");
+				return String(s.scrollWidth <= s.clientWidth); })()`), "phone: the timeline fits without scrolling sideways")
 			continue
 		}
 		require.Contains(t, p.eval(`document.getElementById("timeline").innerText`), "lint")

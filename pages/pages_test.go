@@ -38,7 +38,8 @@ func TestRunPage(t *testing.T) {
 	t.Parallel()
 	r, err := New()
 	require.NoError(t, err)
-	logs := []Log{{Step: "compile", Ref: "17/compile.log", Tail: "line 9999\nline 10000\n", Skipped: 500_000, Size: 500_020}}
+	logs := []Log{{Step: "compile", Ref: "17/compile.log", Tail: "line 9999\nline 10000\n", Skipped: 500_000, Size: 500_020},
+		{Step: "gate-unit", Ref: "17/gate-unit.log", Tail: "--- FAIL: TestAdd\n", Size: 18}}
 	p := NewRunPage(redRun(), t0.Add(time.Hour), logs)
 	p.CanWrite = true
 	b, err := r.Run(p)
@@ -49,6 +50,7 @@ func TestRunPage(t *testing.T) {
 	require.Contains(t, page, "✗</span> Run #17 failed", "the result in words")
 	require.Contains(t, page, "500000 bytes before it are not shown")
 	require.Contains(t, page, `href="/logs/17/compile.log"`)
+	require.Contains(t, page, `href="#log-gate-unit">(its log)</a>`, "the summary links the failed gate's log")
 	require.NotContains(t, page, "Cancel run", "a finished run has nothing to cancel")
 	require.Contains(t, page, `name="sha" value="`+strings.Repeat("9f", 20)+`"`)
 	for _, landmark := range []string{"<main", "<nav", "<header", "<footer", `lang="en"`, `name="viewport"`} {

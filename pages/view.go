@@ -139,6 +139,9 @@ type RunPage struct {
 	// timeline (see Step).
 	Steps []Step
 	Logs  []Log
+	// FailedLog is the id of the log section of the step that failed, for
+	// the summary's link ("" when none failed or it has no log).
+	FailedLog string
 	// JSONETag is the ETag of the run's JSON view, which sando.js
 	// long-polls with If-None-Match.
 	JSONETag string
@@ -197,7 +200,31 @@ func NewRunPage(r *run.Run, now time.Time, logs []Log) RunPage {
 		CancelURL: runURL(r.ID) + "/cancel", RebuildURL: "/pipelines/" + r.Pipeline + "/rebuild",
 	}
 	p.Steps = timeline(r, now, logs)
+	if r.Result == run.ResultFailed {
+		p.FailedLog = failedLog(r.FailureSummary, p.Steps)
+	}
 	return p
+}
+
+// failedLog is the log section of the step the summary is about: the
+// failed gate it names ("unit: …"), else the first failed gate, else the
+// failed phase.
+func failedLog(summary string, steps []Step) string {
+	var gate, phase string
+	for _, s := range steps {
+		if s.Status.Word != string(run.GateFailed) || s.LogID == "" {
+			continue
+		}
+		switch {
+		case s.Kind == "gate" && strings.HasPrefix(summary, s.Name+":"):
+			return s.LogID
+		case s.Kind == "gate" && gate == "":
+			gate = s.LogID
+		case s.Kind == "phase":
+			phase = s.LogID
+		}
+	}
+	return cmpOr(gate, phase)
 }
 
 // timeline places each phase and gate on the run's time.
