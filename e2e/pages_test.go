@@ -10,7 +10,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 )
@@ -95,6 +94,45 @@ func (p *page) until(what, expr string) {
 		text, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 		p.t.Fatalf("%s: %v\npage text:\n%s\nbrowser log:\n%s", what, err, text, p.log.String())
 	}
+}
+
+// answerBasic answers every Basic challenge of the tab with user and
+// password, as a person typing them into the browser's login prompt
+// would (Fetch.authRequired); the browser then sends them on the page's
+// own requests, its script's included.
+func (p *page) answerBasic(user, password string) {
+	p.t.Helper()
+	events := make(chan any, 4096)
+	require.NoError(p.t, chromedp.Listen(p.ctx, func(ev any) {
+		switch ev.(type) {
+		case *fetch.EventRequestPaused, *fetch.EventAuthRequired:
+			select {
+			case events <- ev:
+			default: // a stalled request then fails the test's poll
+			}
+		}
+	}))
+	go func() {
+		for {
+			var ev any
+			select {
+			case <-p.ctx.Done():
+				return
+			case ev = <-events:
+			}
+			switch e := ev.(type) {
+			case *fetch.EventRequestPaused:
+				_, _ = chromedp.Call(p.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: e.RequestID})
+			case *fetch.EventAuthRequired:
+				_, _ = chromedp.Call(p.ctx, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{RequestID: e.RequestID,
+					AuthChallengeResponse: &fetch.AuthChallengeResponse{
+						Response: fetch.AuthChallengeResponseResponseProvideCredentials, Username: user, Password: password}})
+			}
+		}
+	}()
+	handle := true
+	_, err := chromedp.Call(p.ctx, fetch.Enable, fetch.EnableParams{HandleAuthRequests: &handle})
+	require.NoError(p.t, err)
 }
 
 func (p *page) eval(expr string) string {
@@ -201,7 +239,8 @@ func TestPagesBasicAuthInBrowser(t *testing.T) {
 
 	p := newPage(t, 1280, 900)
 	// Without the token the 401's Basic challenge has no one to answer it
-	// in a headless browser, which reports that as a failed load.
+	// in a headless browser, which reports that as a failed load. With it,
+	// the browser answers the challenge as its login prompt would.
 	err := chromedp.Do(p.ctx, chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.base, id)))
 	require.ErrorContains(t, err, "ERR_INVALID_AUTH_CREDENTIALS", "no token, no page")
 
@@ -209,14 +248,8 @@ func TestPagesBasicAuthInBrowser(t *testing.T) {
 		token   string
 		buttons bool
 	}{{"read-tok", false}, {"write-tok", true}} {
-		// What a browser sends once its user typed the token into the
-		// Basic prompt the 401 asked for, on every request of the page.
 		p := newPage(t, 1280, 900)
-		p.open("about:blank")
-		auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("ci:"+c.token))
-		_, err = chromedp.Call(p.ctx, network.SetExtraHTTPHeaders,
-			network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": auth}})
-		require.NoError(t, err)
+		p.answerBasic("ci", c.token)
 		p.open(s.base + "/")
 		p.until(c.token+": the dashboard shows", fmt.Sprintf(`!!document.querySelector('a[href="/runs/%d"]')`, id))
 		require.Equal(t, fmt.Sprint(c.buttons), p.eval(`String(!!document.querySelector(".pipeline form"))`),
