@@ -1,12 +1,13 @@
 # Sando container images. One Dockerfile, three stages:
 #
-#   build   golang:1.26-bookworm; compiles static, trimmed sando-api and
-#           sando-worker into /out. Not meant to be run.
+#   build   golang:1.26-bookworm; compiles static, trimmed sando-api,
+#           sando-worker and sandoctl into /out. Not meant to be run.
 #   worker  the asynq worker (REDIS_URL required). It runs git and the
 #           pipeline's build/stage/gate commands with `sh -c`, so it is based
 #           on the Go toolchain image: EXTEND THIS IMAGE WITH THE TOOLCHAIN
 #           YOUR PIPELINE BUILDS WITH (node, a JDK, cargo, make, …).
-#           It also carries sando-api, so `docker run --entrypoint sando-api`
+#           It also carries sandoctl (a CI job can run this image) and
+#           sando-api, so `docker run --entrypoint sando-api`
 #           on it gives the all-in-one mode (no REDIS_URL: embedded Redis and
 #           an in-process worker, which needs git and the toolchain).
 #   api     the HTTP API only, on distroless (no shell, no git): run it with
@@ -42,6 +43,7 @@ RUN go mod download && go mod verify
 COPY . .
 RUN go build -trimpath -ldflags "-s -w" -o /out/sando-api ./cmd/api \
  && go build -trimpath -ldflags "-s -w" -o /out/sando-worker ./cmd/worker \
+ && go build -trimpath -ldflags "-s -w" -o /out/sandoctl ./cmd/sandoctl \
  && mkdir -p /out/empty
 
 # ---------------------------------------------------------------------------
@@ -73,7 +75,7 @@ RUN groupadd --gid "${SANDO_UID}" sando \
  && useradd --uid "${SANDO_BUILD_UID}" --gid "${SANDO_BUILD_UID}" --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin sando-build \
  && install -d -o "${SANDO_UID}" -g "${SANDO_UID}" -m 0755 /var/lib/sando /etc/sando
-COPY --from=build /out/sando-worker /out/sando-api /usr/local/bin/
+COPY --from=build /out/sando-worker /out/sando-api /out/sandoctl /usr/local/bin/
 # GOPATH, PATH… are passed to the phases; SANDO_* are not, and HOME is the
 # build user's own. Root (no USER line): see the top.
 ENV HOME=/home/sando \

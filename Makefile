@@ -2,11 +2,15 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: run test lint build bench clean fuzz screenshot
+.PHONY: run test lint build dist bench clean fuzz screenshot
 
-## run: Sando on the embedded Redis with an in-process worker, building sando.yaml
+## run: Sando on the embedded Redis with an in-process worker, building sando.yaml.
+## Built, then run, rather than `go run`, which turns every exit code into
+## 1: a config error exits 2 here too. ARGS are the API's flags.
+ARGS ?=
 run:
-	$(GO) run ./cmd/api
+	@$(GO) build -o bin/sando-api ./cmd/api
+	./bin/sando-api $(ARGS)
 
 ## test: vet, then every unit and integration test with the race detector
 test:
@@ -32,10 +36,24 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
 	done
 
-## build: static binaries in bin/
+## build: static binaries in bin/: the API, the worker and sandoctl
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/sando-api ./cmd/api
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/sando-worker ./cmd/worker
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/sandoctl ./cmd/sandoctl
+
+## dist: sandoctl for every CI runner: static binaries for linux and
+## darwin on amd64 and arm64 in dist/, with SHA256SUMS
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+dist:
+	@rm -rf dist && mkdir -p dist
+	@set -e; for p in $(DIST_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		echo "dist: sandoctl $$os/$$arch"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w" \
+			-o dist/sandoctl-$$os-$$arch ./cmd/sandoctl; \
+	done
+	cd dist && sha256sum sandoctl-* > SHA256SUMS && cat SHA256SUMS
 
 ## bench: Sando side by side with bare asynq, bare Gin and the work itself,
 ## on a redis-server of its own; prints the table and writes BENCHMARKS.md
@@ -51,4 +69,4 @@ screenshot:
 	SANDO_SCREENSHOT=$(CURDIR)/docs/red-run.png $(GO) test -count=1 -run '^TestRedRunPageInBrowser$$' ./e2e
 
 clean:
-	rm -rf bin data
+	rm -rf bin dist data

@@ -60,7 +60,8 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Assemble connects to redisURL and lays out the data dir.
 func Assemble(cfg config.Config, redisURL string) (*Parts, error) {
-	conn, err := redisconn.Parse(redisURL)
+	// config refuses a password without REDIS_URL: the embedded Redis has none.
+	conn, err := redisconn.ParseWithPassword(redisURL, cfg.RedisPassword)
 	if err != nil {
 		return nil, &ConfigError{err}
 	}

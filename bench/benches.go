@@ -946,11 +946,3 @@ func (b *bench) backlog(ctx context.Context) error {
 		strictStats.Top(6, float64(n)), fifoStats.Top(6, float64(n)))
 	return nil
 }
-
-func mapSum(m map[int]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}

@@ -1,5 +1,5 @@
 // Command bench measures Sando side by side with bare asynq, bare Gin and
-// the work itself (issue #5), on a redis-server it starts on a free port,
+// the work itself, on a redis-server it starts on a free port,
 // and writes BENCHMARKS.md.
 //
 //	go run ./bench                    # everything; what `make bench` runs

@@ -2,6 +2,8 @@ package config
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -91,4 +93,49 @@ func TestExposed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ":5000", c.Addr, "a platform's PORT means every interface")
 	require.True(t, c.Exposed())
+}
+
+// Every setting is a flag too; the secrets only as -…-file flags (and
+// <VAR>_FILE variables), since a flag's value is on /proc/<pid>/cmdline
+// for every local user to read.
+func TestEverySettingIsAFlagSecretsOnlyAsFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secret := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	c, err := load(map[string]string{"SANDO_READ_TOKEN_FILE": secret("read", "r3ad\n")},
+		"-retention", "2d", "-retention-runs", "7", "-token-file", secret("tok", "t0k\r\n"),
+		"-webhook-secret-file", secret("hook", "h00k"), "-redis-url", "redis://r:6379",
+		"-redis-password-file", secret("pw", "p4ss\n"), "-supersede=false", "-monitoring-readonly")
+	require.NoError(t, err)
+	require.Equal(t, 48*time.Hour, c.Retention)
+	require.Equal(t, 7, c.RetentionRuns)
+	require.Equal(t, "t0k", c.Token, "the file's trailing newline is not the token's")
+	require.Equal(t, "r3ad", c.ReadToken)
+	require.Equal(t, "h00k", c.WebhookSecret)
+	require.Equal(t, "p4ss", c.RedisPassword)
+	require.True(t, c.NoSupersede)
+	require.True(t, c.MonitoringReadOnly)
+
+	c, err = load(map[string]string{"SANDO_TOKEN": "env-token"}, "-token-file", secret("tok2", "file-token"))
+	require.NoError(t, err)
+	require.Equal(t, "file-token", c.Token, "the flag wins")
+
+	for _, secretFlag := range []string{"-token", "-read-token", "-webhook-secret", "-redis-password"} {
+		_, err := load(nil, secretFlag, "on-the-command-line")
+		require.ErrorContains(t, err, "flag provided but not defined", "%s takes no value on the command line", secretFlag)
+	}
+	_, err = load(map[string]string{"SANDO_TOKEN": "a", "SANDO_TOKEN_FILE": secret("t3", "b")})
+	require.EqualError(t, err, "SANDO_TOKEN and SANDO_TOKEN_FILE are both set: give one")
+	_, err = load(map[string]string{"SANDO_TOKEN_FILE": secret("empty", "\n")})
+	require.ErrorContains(t, err, "the file is empty")
+	_, err = load(nil, "-token-file", filepath.Join(dir, "missing"))
+	require.ErrorContains(t, err, "no such file")
+	_, err = load(map[string]string{"REDIS_PASSWORD_FILE": secret("pw2", "x")})
+	require.EqualError(t, err, "REDIS_PASSWORD_FILE: a Redis password needs REDIS_URL (the embedded Redis has none)")
+	_, err = load(nil, "-retention", "soon")
+	require.ErrorContains(t, err, `invalid value "soon" for flag -retention: want a duration such as 30d, 72h or 0 (keep forever)`)
 }

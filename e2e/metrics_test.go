@@ -99,6 +99,7 @@ gates:
 	started := f["sando_runs_started_total"].GetMetric()[0].GetCounter().GetValue()
 	require.Equal(t, 2.0, started)
 	require.Equal(t, 0.0, f["sando_runs_building"].GetMetric()[0].GetGauge().GetValue())
+	checkDashboard(t, f)
 }
 
 // A separate worker serves its own /metrics and /healthz.

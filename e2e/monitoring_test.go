@@ -370,3 +370,49 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A red build is the run's failure, not its tasks': the gate task that
+// found the red gate ends completed, and Asynqmon's failed, retry and
+// archived counts stay 0, so they mean infrastructure trouble only.
+// (Before, the task returned SkipRetry: archived, one failure a run.)
+func TestRedBuildLeavesNoFailedTasks(t *testing.T) {
+	t.Parallel()
+	proj := newProject(t, map[string]string{"VERSION": "1.0.0\n"})
+	s := startStack(t, proj, stackOpts{pipeline: `build: "true"
+gates:
+  - kind: unit
+    run: "echo 'vector 2: FAIL: digest mismatch' >&2; exit 2"
+`})
+	r := s.do("POST", "/rebuild", nil, nil)
+	require.Equal(t, http.StatusAccepted, r.status, "body: %s", r.body)
+	v := s.waitTerminal(int(r.json(t)["run_id"].(float64)))
+	require.Equal(t, "failed", v["result"])
+	require.Contains(t, v["failure_summary"], "unit: ")
+
+	disk := diskQueue(t, s.dataDir)
+	type queue struct {
+		Queue                                       string
+		Active, Pending, Retry, Archived, Completed int
+		Processed, Failed                           int
+	}
+	var seen []queue
+	require.Eventually(t, func() bool {
+		var body struct{ Queues []queue }
+		if json.Unmarshal(s.mon("GET", "/monitoring/api/queues", nil).body, &body) != nil {
+			return false
+		}
+		seen = body.Queues
+		for _, q := range seen {
+			// The disk queue ran compile and the red gate.
+			if q.Queue == disk && q.Active == 0 && q.Pending == 0 && q.Completed+q.Retry+q.Archived >= 2 {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "the run's tasks never all ended")
+	for _, q := range seen {
+		require.Zero(t, q.Failed, "queue %s counts a failure: %+v", q.Queue, q)
+		require.Zero(t, q.Retry, "queue %s: %+v", q.Queue, q)
+		require.Zero(t, q.Archived, "queue %s: %+v", q.Queue, q)
+	}
+}

@@ -172,6 +172,10 @@ func TestSandoctlStatusLogsList(t *testing.T) {
 	require.Equal(t, 3, r.code, "%s", r)
 	require.Contains(t, r.stderr, "gate-unit", "a hint at the gate log's name")
 
+	r = ctl(t, env, "open", "1")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.Equal(t, s.base+"/runs/1\n", r.stdout, "the run's page")
+
 	r = ctl(t, env, "list")
 	require.Equal(t, 0, r.code, "%s", r)
 	require.Contains(t, r.stdout, "RUN  RESULT  PHASE")
@@ -235,6 +239,7 @@ func TestSandoctlUsageAndUnknownRunExit3(t *testing.T) {
 		{[]string{"watch", "4242"}, "run 4242 does not exist"},
 		{[]string{"status", "4242"}, "run 4242 does not exist"},
 		{[]string{"cancel", "4242"}, "run 4242 does not exist"},
+		{[]string{"open", "4242"}, "run 4242 does not exist"},
 		{[]string{"logs", "4242", "compile"}, "log 4242/compile.log does not exist"},
 		{[]string{}, "Exit codes:"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},

@@ -53,6 +53,9 @@ func TestFetch(t *testing.T) {
 	}{
 		{"branch", Want{Ref: "main"}, second, "1.1.0"},
 		{"tag", Want{Ref: "v1.1.0"}, second, "1.1.0"},
+		// HEAD is the repository's default branch (gitref refuses the
+		// pseudo-refs such as FETCH_HEAD, which name the mirror's state).
+		{"HEAD", Want{Ref: "HEAD"}, second, "1.1.0"},
 		// An annotated tag is an object of its own: the answer is its commit.
 		{"annotated tag", Want{Ref: "v1.1.0-a"}, second, "1.1.0"},
 		{"full sha of an annotated tag", Want{SHA: tagObject(t, src, "v1.1.0-a")}, second, "1.1.0"},

@@ -72,6 +72,9 @@ func refProblem(s string) string {
 		return `contains "//"`
 	case strings.Contains(s, "@{"):
 		return `contains "@{"`
+	case isPseudoRef(s):
+		return "is one of git's pseudo-refs (FETCH_HEAD, ORIG_HEAD, …), which name the fetching " +
+			`repository's own state, never the pipeline repository's: give a branch or tag, or "HEAD" for its default branch`
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -96,4 +99,18 @@ func refProblem(s string) string {
 		}
 	}
 	return ""
+}
+
+// isPseudoRef reports the names git keeps for a repository's own state
+// (FETCH_HEAD, ORIG_HEAD, MERGE_HEAD, CHERRY_PICK_HEAD, AUTO_MERGE, …):
+// git's root-ref syntax, one level of capitals and underscores, other
+// than HEAD. A remote never serves them, and in Sando's mirror FETCH_HEAD
+// is whatever was fetched last, so they are refused. HEAD itself stays:
+// fetched from the pipeline's repository it is that repository's default
+// branch.
+func isPseudoRef(s string) bool {
+	if s == "HEAD" || strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != "" {
+		return false
+	}
+	return strings.HasSuffix(s, "_HEAD") || s == "AUTO_MERGE"
 }

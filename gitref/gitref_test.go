@@ -52,7 +52,13 @@ func TestCheckRef(t *testing.T) {
 		{"feature/JIRA-12_x+y", ""},
 		{"a/-b", ""}, // only a leading '-' of the whole name can pose as an option
 		{"@foo", ""},
-		{"HEAD", ""},
+		{"HEAD", ""}, // the pipeline repository's default branch
+		{"MAIN", ""},
+		{"refs/heads/FETCH_HEAD", ""},
+		{"FETCH_HEAD", "is one of git's pseudo-refs"},
+		{"ORIG_HEAD", "pseudo-refs"},
+		{"CHERRY_PICK_HEAD", "pseudo-refs"},
+		{"AUTO_MERGE", "pseudo-refs"},
 		{"héllo", ""},
 		{strings.Repeat("a", 255), ""},
 		{"a..b", `ref "a..b": contains ".."`},
@@ -104,7 +110,7 @@ func TestCheckRef(t *testing.T) {
 
 // gitCorpus holds names chosen to probe each check-ref-format rule edge.
 var gitCorpus = []string{
-	"main", "master", "HEAD", "release/1.2", "v1.0.0", "refs/heads/main",
+	"main", "master", "HEAD", "FETCH_HEAD", "ORIG_HEAD", "release/1.2", "v1.0.0", "refs/heads/main",
 	"refs/tags/v1", "a/b/c/d", "a-b", "a_b", "a+b", "a,b", "a=b", "a#b",
 	"a%b", "a!b", "a{b}", "a}b", "@foo", "foo@", "a@b", "@/a", "a/@",
 	"a.b", "a.b.c", "a/.b", ".a", "a/b.", "a.", "a..b", "a/..", "..",
@@ -120,7 +126,7 @@ var gitCorpus = []string{
 // only legitimate reason for CheckRef to reject a name git accepts.
 func sandoOnly(s string) bool {
 	return len(s) > MaxRefLen || !utf8.ValidString(s) || strings.HasPrefix(s, "-") ||
-		strings.ContainsAny(s, shellMeta)
+		strings.ContainsAny(s, shellMeta) || isPseudoRef(s)
 }
 
 // gitAccepts runs the real git. ok is false when git cannot judge s: argv

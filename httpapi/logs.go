@@ -69,7 +69,38 @@ func (s *Server) logs(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	http.ServeContent(&rangeProblems{ResponseWriter: c.Writer, c: c}, c.Request, "", st.ModTime(), f)
+	serveLog(c, st.ModTime(), f)
+}
+
+// serveLog answers a log with Range support (http.ServeContent), after
+// taking out what ServeContent gets wrong: a zero-length suffix range
+// ("-0") is unsatisfiable (RFC 9110, 14.1.2), where ServeContent answers
+// an empty 206 with an impossible Content-Range. Dropped among others,
+// it is ignored; alone, it is a 416 like a range past the end.
+func serveLog(c *gin.Context, modtime time.Time, content io.ReadSeeker) {
+	w := &rangeProblems{ResponseWriter: c.Writer, c: c}
+	if spec, ok := strings.CutPrefix(c.GetHeader("Range"), "bytes="); ok {
+		var kept []string
+		for r := range strings.SplitSeq(spec, ",") {
+			if r = strings.TrimSpace(r); !(len(r) > 1 && r[0] == '-' && strings.Trim(r[1:], "0") == "") {
+				kept = append(kept, r)
+			}
+		}
+		switch {
+		case len(kept) == 0:
+			size, err := content.Seek(0, io.SeekEnd)
+			if err != nil {
+				writeProblem(c, http.StatusInternalServerError, "internal error")
+				return
+			}
+			w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		case len(kept) < strings.Count(spec, ",")+1:
+			c.Request.Header.Set("Range", "bytes="+strings.Join(kept, ","))
+		}
+	}
+	http.ServeContent(w, c.Request, "", modtime, content)
 }
 
 // redisLog serves step's log of run id from Redis, and reports whether
@@ -94,7 +125,7 @@ func (s *Server) redisLog(c *gin.Context, id int64, step string, following bool,
 	c.Header("Content-Type", "text/plain; charset=utf-8")
 	c.Header("X-Content-Type-Options", "nosniff")
 	if !following {
-		http.ServeContent(&rangeProblems{ResponseWriter: c.Writer, c: c}, c.Request, "", time.Time{}, l)
+		serveLog(c, time.Time{}, l)
 		return true, nil
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), maxFollow)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -85,7 +86,19 @@ func (s *Server) abort(c *gin.Context, err error) {
 
 func writeProblem(c *gin.Context, status int, detail string) {
 	c.Header("Content-Type", "application/problem+json")
-	c.AbortWithStatusJSON(status, problem{
-		Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail,
-	})
+	c.AbortWithStatusJSON(status, newProblem(status, detail))
+}
+
+func newProblem(status int, detail string) problem {
+	return problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+// WriteUnavailable answers what every route answers while Redis is away
+// (503, Retry-After, problem+json), for handlers outside Gin's chain such
+// as Asynqmon's.
+func WriteUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(newProblem(http.StatusServiceUnavailable, errUnavailable.Error()))
 }

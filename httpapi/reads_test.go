@@ -6,12 +6,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 // Concurrent reads of one run share Redis round trips, and a request never
-// gets a read that started before it arrived.
-func TestReadsShareButNeverAnOlderOne(t *testing.T) {
+// gets a read that started before it arrived. synctest.Wait, not a sleep,
+// says when every request has queued: each is then blocked on a channel.
+func TestReadsShareButNeverAnOlderOne(t *testing.T) { synctest.Test(t, readsShareButNeverAnOlderOne) }
+
+func readsShareButNeverAnOlderOne(t *testing.T) {
 	b := newReads()
 	var state, fetches atomic.Int64
 	release := make(chan struct{})
@@ -24,10 +28,8 @@ func TestReadsShareButNeverAnOlderOne(t *testing.T) {
 
 	first := make(chan rendered)
 	go func() { v, _ := b.do(1, fetch); first <- v }()
-	for fetches.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	state.Store(1) // a write lands while the first read is in flight
+	synctest.Wait() // the first read is in flight, holding on release
+	state.Store(1)  // a write lands while the first read is in flight
 
 	var wg sync.WaitGroup
 	got := make([]rendered, 100)
@@ -35,7 +37,7 @@ func TestReadsShareButNeverAnOlderOne(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); got[i], _ = b.do(1, fetch) }()
 	}
-	time.Sleep(50 * time.Millisecond) // let them all queue behind the first read
+	synctest.Wait() // every request has queued behind the first read
 	close(release)
 	if v := <-first; v.etag != "0" {
 		t.Fatalf("first read: %q", v.etag)
@@ -74,7 +76,9 @@ func TestReadsOfOtherRunsDoNotWait(t *testing.T) {
 
 // A read that panics fails the requests sharing it; none waits forever,
 // and the next read of the run starts afresh.
-func TestReadsSurviveAPanickingRead(t *testing.T) {
+func TestReadsSurviveAPanickingRead(t *testing.T) { synctest.Test(t, readsSurviveAPanickingRead) }
+
+func readsSurviveAPanickingRead(t *testing.T) {
 	b := newReads()
 	started, release := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -87,7 +91,7 @@ func TestReadsSurviveAPanickingRead(t *testing.T) {
 		_, err := b.do(1, func() (rendered, error) { return rendered{etag: "next"}, nil })
 		follower <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the follower queues behind the panicking read
+	synctest.Wait() // the follower has queued behind the panicking read
 	close(release)
 	select {
 	case err := <-follower:

@@ -95,18 +95,24 @@ func (a *testAPI) do(method, path, body string, header ...string) (*http.Respons
 	return resp, string(b)
 }
 
+// diskLog creates a run of "app" whose compile log is on the disk only, as
+// a run from before step logs went to Redis has it, and answers its id.
+func (a *testAPI) diskLog(content string) int64 {
+	a.t.Helper()
+	c, err := a.store("app").Create(context.Background(), runstore.CreateRequest{})
+	require.NoError(a.t, err)
+	require.NoError(a.t, os.MkdirAll(a.layout.LogDir(c.ID), 0o755))
+	require.NoError(a.t, os.WriteFile(a.layout.LogPath(c.ID, "compile"), []byte(content), 0o644))
+	return c.ID
+}
+
 // HEAD answers wherever GET does, with GET's status and headers and no
 // body: the probes, the reads, a log (without streaming it, even with
 // ?follow=1) and the documents.
 func TestHeadWorksWhereGetDoes(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t)
-	ctx := context.Background()
-	c, err := a.store("app").Create(ctx, runstore.CreateRequest{})
-	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(a.layout.LogDir(c.ID), 0o755))
-	require.NoError(t, os.WriteFile(a.layout.LogPath(c.ID, "compile"), []byte("building\n"), 0o644))
-	log := "/logs/" + datadir.LogRef(c.ID, "compile")
+	log := "/logs/" + datadir.LogRef(a.diskLog("building\n"), "compile")
 
 	for _, path := range []string{
 		"/healthz", "/readyz", "/openapi.json", "/metrics", "/runs", "/runs/1", "/state",

@@ -1,6 +1,7 @@
 // Package monitoring mounts Asynqmon, asynq's web console, in Sando's Gin
-// API at /monitoring/: the phase queues (fetch, compile, stage, gate,
-// webhook), their tasks in every state, the workers and Redis.
+// API at /monitoring/: the phase queues (fetch, and each data dir's
+// disk:<id> queue for compile, stage and gates), the webhook deliveries,
+// their tasks in every state, the workers and Redis.
 //
 // Asynqmon has no auth of its own, so Mount puts Sando's token in front of
 // it, accepting it as a bearer token or as an HTTP Basic password (any user
@@ -13,6 +14,7 @@ package monitoring
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +46,10 @@ type Options struct {
 	// ReadOnly hides the console's destructive buttons and answers 405 to
 	// every non-GET API call.
 	ReadOnly bool
-	Logger   *slog.Logger
+	// Ping, when set, tells a Redis outage from Asynqmon's other errors,
+	// so its API answers 503 with Retry-After while Redis is away.
+	Ping   func(context.Context) error
+	Logger *slog.Logger
 }
 
 // Mount routes /monitoring and /monitoring/* on r to Asynqmon. The returned
@@ -58,7 +63,7 @@ func Mount(r *gin.Engine, o Options) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
-	serve := gin.WrapH(h)
+	serve := gin.WrapH(unavailable(h, o.Ping))
 	g := r.Group(RootPath, auth(o.Token))
 	for _, m := range methods {
 		g.Handle(m, "", serve)

@@ -1,10 +1,13 @@
 package monitoring
 
 import (
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -15,6 +18,12 @@ import (
 
 func mount(t *testing.T, o Options) *gin.Engine {
 	t.Helper()
+	r, _ := mountOn(t, o)
+	return r
+}
+
+func mountOn(t *testing.T, o Options) (*gin.Engine, *miniredis.Miniredis) {
+	t.Helper()
 	m := miniredis.RunT(t)
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -24,7 +33,7 @@ func mount(t *testing.T, o Options) *gin.Engine {
 	c, err := Mount(r, o)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
-	return r
+	return r, m
 }
 
 func serve(r http.Handler, method, path string, auth func(*http.Request)) *httptest.ResponseRecorder {
@@ -77,4 +86,35 @@ func TestMonitoringReadOnly(t *testing.T) {
 		body, _ := io.ReadAll(w.Body)
 		require.Contains(t, string(body), "read-only")
 	}
+}
+
+// While Redis is away Asynqmon's API answers a bare 500 with the dial
+// error; Sando's wrapper turns it into the 503 every other route answers.
+// Asynqmon's own 500s with Redis up stay 500s.
+func TestMonitoringAPIWhileRedisDown(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	ping := func(context.Context) error {
+		if down.Load() {
+			return errors.New("redis down")
+		}
+		return nil
+	}
+	r, m := mountOn(t, Options{Ping: ping})
+	require.Equal(t, http.StatusOK, serve(r, "GET", "/monitoring/api/queues", nil).Code)
+	// Redis up, Asynqmon fails on its own (no Prometheus configured): kept.
+	w := serve(r, "GET", "/monitoring/api/metrics", nil)
+	require.Equal(t, http.StatusInternalServerError, w.Code, "body: %s", w.Body)
+	require.Empty(t, w.Header().Get("Retry-After"))
+
+	m.Close()
+	down.Store(true)
+	// One route: each costs go-redis's dial retries (about 1.7 s).
+	w = serve(r, "GET", "/monitoring/api/queues", nil)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code, "body: %s", w.Body)
+	require.Equal(t, "1", w.Header().Get("Retry-After"))
+	require.Equal(t, "application/problem+json", w.Header().Get("Content-Type"))
+	require.Contains(t, w.Body.String(), `"status":503`)
+	// The console's page is not Redis-backed and still loads.
+	require.Equal(t, http.StatusOK, serve(r, "GET", "/monitoring/", nil).Code)
 }

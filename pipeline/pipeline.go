@@ -15,9 +15,6 @@ import (
 	"time"
 )
 
-// DefaultPath is used when SANDO_CONFIG is unset.
-const DefaultPath = "sando.yaml"
-
 // maxFileSize keeps a stray huge file (or alias bomb source) from being
 // slurped; real pipeline files are a few hundred bytes.
 const maxFileSize = 1 << 20
@@ -96,14 +93,6 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ConfigPath returns the path of the pipeline file, or directory of them,
-// from SANDO_CONFIG, or DefaultPath.
-func ConfigPath() string {
-	if p := os.Getenv("SANDO_CONFIG"); p != "" {
-		return p
-	}
-	return DefaultPath
-}
 
 // Load reads and validates the pipeline file at path. Relative local repo
 // paths are resolved against the file's directory, not the working directory,

@@ -276,11 +276,3 @@ func TestGate(t *testing.T) {
 		require.False(t, ok)
 	}
 }
-
-// Not parallel: t.Setenv forbids it.
-func TestConfigPath(t *testing.T) {
-	t.Setenv("SANDO_CONFIG", "")
-	require.Equal(t, "sando.yaml", ConfigPath())
-	t.Setenv("SANDO_CONFIG", "/etc/sando/x.yaml")
-	require.Equal(t, "/etc/sando/x.yaml", ConfigPath())
-}

@@ -147,11 +147,27 @@ func (o Opt) Addrs() []string {
 // A single bare host:port is one Redis (as redis://host:port); a cluster
 // with one seed is named with redis-cluster://. No error ever repeats a
 // password.
-func Parse(raw string) (Conn, error) {
+func Parse(raw string) (Conn, error) { return ParseWithPassword(raw, "") }
+
+// ParseWithPassword is Parse with a password kept out of the URL (read
+// from REDIS_PASSWORD_FILE): when not empty it is the password of every
+// connection the URL names, a sentinel's master and a cluster's nodes
+// included, overriding one in the URL.
+func ParseWithPassword(raw, password string) (Conn, error) {
 	raw = strings.TrimSpace(raw)
 	opt, err := parse(raw)
 	if err != nil {
 		return Conn{}, fmt.Errorf("REDIS_URL: %s", redact(err.Error(), raw))
+	}
+	if password != "" {
+		switch {
+		case opt.simple != nil:
+			opt.simple.Password = password
+		case opt.failover != nil:
+			opt.failover.Password = password
+		case opt.cluster != nil:
+			opt.cluster.Password = password
+		}
 	}
 	return Conn{Client: opt.client(), Asynq: opt, Kind: opt.kind}, nil
 }

@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -300,4 +301,28 @@ func TestSentinel(t *testing.T) {
 	info, err := insp.GetQueueInfo("q")
 	require.NoError(t, err)
 	require.Equal(t, 1, info.Pending)
+}
+
+// A password given apart from the URL (REDIS_PASSWORD_FILE) reaches both
+// clients, the run store's and asynq's, and overrides a wrong one in the
+// URL.
+func TestParseWithPassword(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartAuth(t, "s3cret")
+	ctx := context.Background()
+	bare := fmt.Sprintf("redis://127.0.0.1:%d", srv.Port())
+	c, err := Parse(bare)
+	require.NoError(t, err)
+	defer c.Client.Close()
+	require.ErrorContains(t, c.Client.Ping(ctx).Err(), "NOAUTH", "without the password Redis refuses")
+	for _, raw := range []string{bare, fmt.Sprintf("redis://:wrong@127.0.0.1:%d", srv.Port())} {
+		c, err := ParseWithPassword(raw, "s3cret")
+		require.NoError(t, err)
+		require.NoError(t, c.Client.Ping(ctx).Err(), raw)
+		insp := asynq.NewInspector(c.Asynq)
+		_, err = insp.Queues()
+		require.NoError(t, err, "asynq's clients get the password too")
+		require.NoError(t, insp.Close())
+		require.NoError(t, c.Client.Close())
+	}
 }

@@ -306,16 +306,6 @@ func (s *Store) setFields(ctx context.Context, what string, id int64, pairs ...s
 	return guardedCode(what, id, code, err)
 }
 
-// SetSHA records the full commit id once fetched.
-func (s *Store) SetSHA(ctx context.Context, id int64, sha string) (Outcome, error) {
-	return s.setFields(ctx, "set sha of", id, fSHA, sha)
-}
-
-// SetVersion records the version read from the worktree.
-func (s *Store) SetVersion(ctx context.Context, id int64, version string) (Outcome, error) {
-	return s.setFields(ctx, "set version of", id, fVersion, version)
-}
-
 // gateScript records one gate's status on a building run and in the
 // per-(tier, version) results, and returns every gate of the run, so the
 // caller sees which gates the write made ready (a join) in the same step

@@ -79,9 +79,6 @@ func New(rdb redis.UniversalClient, pipeline string, opts ...Option) *Store {
 // Keys exposes the key names (for the events channel and for tests).
 func (s *Store) Keys() Keys { return s.keys }
 
-// Redis is the client the store uses.
-func (s *Store) Redis() redis.UniversalClient { return s.rdb }
-
 // timeLayout keeps milliseconds: runs that end within a second stay ordered.
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 

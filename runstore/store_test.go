@@ -128,10 +128,7 @@ func TestPhaseAndVersionAdvanceThenPass(t *testing.T) {
 			require.Equal(t, r, got, "SetPhase returns the run as written")
 		}
 		sha := strings.Repeat("ab", 20)
-		o, err := b.store.SetSHA(ctx, id, sha)
-		require.NoError(t, err)
-		require.Equal(t, runstore.Applied, o)
-		o, err = b.store.SetVersion(ctx, id, "0.10.2")
+		o, err := b.store.SetFetched(ctx, id, sha, "0.10.2")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Applied, o)
 
@@ -212,10 +209,7 @@ func TestWritesAfterTerminalAreNoOps(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, runstore.Finished, o)
 		require.Equal(t, before, got, "a finished run comes back as it is")
-		o, err = b.store.SetVersion(ctx, id, "9.9.9")
-		require.NoError(t, err)
-		require.Equal(t, runstore.Finished, o)
-		o, err = b.store.SetSHA(ctx, id, strings.Repeat("c", 40))
+		o, err = b.store.SetFetched(ctx, id, strings.Repeat("c", 40), "9.9.9")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Finished, o)
 		o, _, err = b.store.SetGate(ctx, id, "host", "1", run.Gate{Kind: "unit", Status: run.GatePassed})

@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 	var monErr error
 	server.Extra = func(r *gin.Engine) {
 		mon, monErr = monitoring.Mount(r, monitoring.Options{
-			Redis: p.Conn.Asynq, Token: cfg.Token, ReadOnly: cfg.MonitoringReadOnly, Logger: log,
+			Redis: p.Conn.Asynq, Token: cfg.Token, ReadOnly: cfg.MonitoringReadOnly, Logger: log, Ping: server.Ping,
 		})
 	}
 	handler := server.Handler()

@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +59,9 @@ Usage:
       7/gate-unit.log. --follow streams until the step ends.
   sandoctl cancel ID [--timeout D]
       Abort a building run.
+  sandoctl open ID [--browser] [--timeout D]
+      Print the URL of run ID's page (what a person opens from a red
+      check); --browser also opens it with xdg-open (open on macOS).
 
   Flags may come before or after the arguments. --timeout D (e.g. 90s,
   10m) bounds the whole command; 0, the default, means no limit.
@@ -124,7 +129,7 @@ func run(ctx context.Context, args []string, e env) int {
 	}
 	commands := map[string]func(*cli, context.Context, []string) int{
 		"rebuild": (*cli).rebuild, "watch": (*cli).watchCmd, "status": (*cli).status,
-		"list": (*cli).list, "logs": (*cli).logs, "cancel": (*cli).cancel,
+		"list": (*cli).list, "logs": (*cli).logs, "cancel": (*cli).cancel, "open": (*cli).open,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
@@ -199,6 +204,20 @@ func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) (pos []string,
 		return nil, exitUsage, false
 	}
 	return pos, 0, true
+}
+
+// oneRun parses the arguments of a command on one run: its id and flags.
+// When ok is false, the command exits with code.
+func (cl *cli) oneRun(fs *flag.FlagSet, args []string) (id int64, code int, ok bool) {
+	pos, code, ok := parse(fs, args, 1, 1)
+	if !ok {
+		return 0, code, false
+	}
+	id, err := runID(pos[0])
+	if err != nil {
+		return 0, cl.fail(err, ""), false
+	}
+	return id, 0, true
 }
 
 func runID(s string) (int64, error) {
@@ -323,13 +342,9 @@ func ciKey(getenv func(string) string, pipeline, sha, ref string) string {
 
 func (cl *cli) watchCmd(ctx context.Context, args []string) int {
 	fs, timeout := cl.flags("watch", "watch ID [--timeout D]")
-	pos, code, ok := parse(fs, args, 1, 1)
+	id, code, ok := cl.oneRun(fs, args)
 	if !ok {
 		return code
-	}
-	id, err := runID(pos[0])
-	if err != nil {
-		return cl.fail(err, "")
 	}
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
@@ -492,13 +507,9 @@ func (cl *cli) logs(ctx context.Context, args []string) int {
 
 func (cl *cli) cancel(ctx context.Context, args []string) int {
 	fs, timeout := cl.flags("cancel", "cancel ID [--timeout D]")
-	pos, code, ok := parse(fs, args, 1, 1)
+	id, code, ok := cl.oneRun(fs, args)
 	if !ok {
 		return code
-	}
-	id, err := runID(pos[0])
-	if err != nil {
-		return cl.fail(err, "")
 	}
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
@@ -519,5 +530,35 @@ func (cl *cli) cancel(ctx context.Context, args []string) int {
 		return cl.fail(err, fmt.Sprintf("run %d", id))
 	}
 	fmt.Fprintf(cl.stdout, "run %d aborted: %s\n", id, r.FailureSummary)
+	return exitPassed
+}
+
+// open prints a run's page URL once the server says the run exists, so a
+// mistyped id exits 3 rather than printing a dead link.
+func (cl *cli) open(ctx context.Context, args []string) int {
+	fs, timeout := cl.flags("open", "open ID [--browser] [--timeout D]")
+	browser := fs.Bool("browser", false, "also open the page in the desktop's browser (xdg-open, or open on macOS)")
+	id, code, ok := cl.oneRun(fs, args)
+	if !ok {
+		return code
+	}
+	ctx, cancel := withTimeout(ctx, *timeout)
+	defer cancel()
+	if _, err := cl.c.Get(ctx, id); err != nil {
+		return cl.fail(err, fmt.Sprintf("run %d", id))
+	}
+	page := cl.base + "/runs/" + strconv.FormatInt(id, 10)
+	fmt.Fprintln(cl.stdout, page)
+	if !*browser {
+		return exitPassed
+	}
+	opener := "xdg-open"
+	if runtime.GOOS == "darwin" {
+		opener = "open"
+	}
+	if err := exec.CommandContext(ctx, opener, page).Run(); err != nil {
+		fmt.Fprintf(cl.stderr, "sandoctl: %s %s: %v\n", opener, page, err)
+		return exitUsage
+	}
 	return exitPassed
 }

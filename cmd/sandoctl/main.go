@@ -1,6 +1,6 @@
 // Command sandoctl drives a Sando server from CI scripts: it starts a
-// rebuild, watches a run to its end, shows runs and logs, cancels runs, and
-// says how a run ended in its exit code.
+// rebuild, watches a run to its end, shows runs and logs, cancels runs,
+// prints a run's page URL, and says how a run ended in its exit code.
 //
 //	sandoctl rebuild [--pipeline P] [--sha S | --ref R] [--wait] [--timeout D] [--idempotency-key K]
 //	sandoctl watch ID [--timeout D]
@@ -9,6 +9,7 @@
 //	sandoctl logs ID STEP [--follow] [--timeout D]
 //	sandoctl logs LOG_REF [--follow] [--timeout D]
 //	sandoctl cancel ID [--timeout D]
+//	sandoctl open ID [--browser] [--timeout D]
 //
 // Flags may come before or after the arguments; "--" ends the flags.
 //
