@@ -2,7 +2,7 @@
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: run test lint build dist bench clean fuzz
+.PHONY: run test lint build dist bench clean fuzz screenshot
 
 ## run: Sando on the embedded Redis with an in-process worker, building sando.yaml.
 ## Built, then run, rather than `go run`, which turns every exit code into
@@ -61,6 +61,12 @@ dist:
 BENCHFLAGS ?=
 bench:
 	$(GO) run ./bench $(BENCHFLAGS)
+
+## screenshot: docs/red-run.png, the README's picture of a red run's page,
+## taken by the browser test that checks it (needs /usr/bin/chromium)
+screenshot:
+	@test -x /usr/bin/chromium || { echo "screenshot: needs /usr/bin/chromium (apt-get install chromium)"; exit 1; }
+	SANDO_SCREENSHOT=$(CURDIR)/docs/red-run.png $(GO) test -count=1 -run '^TestRedRunPageInBrowser$$' ./e2e
 
 clean:
 	rm -rf bin dist data

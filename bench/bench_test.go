@@ -38,7 +38,7 @@ func TestShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{bLatency, bThroughput, bPoll, bLongPoll, bFootprint, bBacklog, bScaling, bGates, bIdle, bEconomy, bWarm, bReuse, "## Goals", "cores"} {
+	for _, want := range []string{bLatency, bThroughput, bPoll, bLongPoll, bFootprint, bBacklog, bScaling, bGates, bIdle, bEconomy, bWarm, bReuse, bPages, "## Goals", "cores"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

@@ -43,7 +43,7 @@ type options struct {
 	RBRequests   int // redis-benchmark -n
 	Concurrency  int // SANDO_CONCURRENCY of each worker (and of the baselines)
 	PollInterval time.Duration
-	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy,warm,reuse
+	Only         string // comma list of benchmarks: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy,warm,reuse,pages
 	Profile      bool   // pprof the worst ratio and add its top functions
 	ProfileOnly  string // profile this scenario (latency, throughput, poll-building, poll-finished) and nothing else
 	Work         string // scratch directory; default a temp dir, removed after
@@ -97,7 +97,7 @@ func main() {
 	flag.IntVar(&o.Runs, "runs", o.Runs, "runs per throughput repetition")
 	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "SANDO_CONCURRENCY of each worker, and the baselines' parallelism per worker")
 	flag.IntVar(&o.Waiters, "waiters", o.Waiters, "concurrent long-poll waiters")
-	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy,warm,reuse")
+	flag.StringVar(&o.Only, "only", "", "comma list: latency,throughput,poll,longpoll,footprint,backlog,scaling,gates,idle,economy,warm,reuse,pages")
 	flag.BoolVar(&o.Profile, "profile", o.Profile, "pprof the worst ratio and report its top functions")
 	flag.StringVar(&o.ProfileOnly, "profile-only", "", "only profile this scenario: latency, throughput, poll-building or poll-finished")
 	flag.StringVar(&o.Work, "work", "", "scratch directory (kept); default: a temp dir, removed")
@@ -211,6 +211,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		{"economy", b.economy},
 		{"warm", b.warm},
 		{"reuse", b.reuse},
+		{"pages", b.pages},
 	} {
 		if !o.wants(s.name) || o.ProfileOnly != "" {
 			continue

@@ -87,6 +87,7 @@ type stackOpts struct {
 	redisURL  string // REDIS_URL of a Redis the test started (a cluster); default: a fresh redis-server
 	workers   int    // separate in-process workers (default 1 unless embedded)
 	token     string
+	readToken string // SANDO_READ_TOKEN
 	secret    string // SANDO_WEBHOOK_SECRET
 	// workerAddr is the workers' /metrics address (one worker only).
 	workerAddr string
@@ -112,7 +113,7 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 	cfg := config.Config{
 		Addr: "127.0.0.1:0", PipelinePath: cfgPath, DataDir: s.dataDir, Concurrency: 4,
 		PollInterval: 10 * time.Millisecond, ShutdownTimeout: 5 * time.Second, LogLevel: "debug",
-		Token: o.token, WebhookSecret: o.secret, WorkerAddr: o.workerAddr, MonitoringReadOnly: o.monitoringReadOnly,
+		Token: o.token, ReadToken: o.readToken, WebhookSecret: o.secret, WorkerAddr: o.workerAddr, MonitoringReadOnly: o.monitoringReadOnly,
 		NoSupersede: o.noSupersede,
 	}
 	if o.redisURL != "" {

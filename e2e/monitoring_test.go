@@ -295,26 +295,7 @@ func TestMonitoringInBrowser(t *testing.T) {
 	}
 	s := monitoredStack(t, stackOpts{embedded: true})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 900),
-	)
-	defer cancelAlloc() // kills Chromium and waits for it, before TempDir cleanup
-	var browserLog syncBuf
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx,
-		chromedp.WithErrorf(browserLog.printf), chromedp.WithLogf(browserLog.printf))
-	defer cancelBrowser()
+	bctx, browserLog := startBrowser(t, 60*time.Second, 1400, 900)
 
 	// Whole words of the page's visible text, once every queue is there.
 	const shown = `(() => {
@@ -340,6 +321,36 @@ func TestMonitoringInBrowser(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, png, 0o644))
 	t.Logf("screenshot: %s (%d bytes; go test -artifacts keeps it)", path, len(png))
 	require.True(t, slices.Contains(words, diskQueue(t, s.dataDir)), "the data dir's queue is listed: %v", words)
+}
+
+// startBrowser starts a headless Chromium (skipping the test when there is
+// none) with a window of w×h, for at most d; it ends with the test.
+func startBrowser(t *testing.T, d time.Duration, w, h int) (context.Context, *syncBuf) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("%s is not installed (Debian: apt-get install chromium; .ci/run does): %v", chromiumPath, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(w, h),
+	)
+	t.Cleanup(cancelAlloc) // kills Chromium and waits for it, before TempDir cleanup (cleanups run last first)
+	browserLog := &syncBuf{}
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx,
+		chromedp.WithErrorf(browserLog.printf), chromedp.WithLogf(browserLog.printf))
+	t.Cleanup(cancelBrowser)
+	return bctx, browserLog
 }
 
 // syncBuf collects chromedp's log lines (which may arrive after the test).

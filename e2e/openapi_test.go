@@ -34,6 +34,9 @@ import (
 
 // apiSpec is the parsed, validated document and its router, loaded once.
 var apiSpec = sync.OnceValues(func() (*openAPISpec, error) {
+	// The pages and the badge are text to the validator, as logs are.
+	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("image/svg+xml", openapi3filter.PlainBodyDecoder)
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(httpapi.OpenAPI())
 	if err != nil {

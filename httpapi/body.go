@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"sando/gitref"
@@ -73,6 +74,33 @@ func decodeRebuild(body []byte) (rebuildRequest, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return req, badRequest("body has data after the JSON object")
+	}
+	return req, checkRebuild(&req)
+}
+
+// decodeRebuildFrom reads a rebuild body: a page's form post
+// (application/x-www-form-urlencoded, fields named as the JSON keys) or
+// else JSON. curl -d sends JSON under the form type, so a body that starts
+// like a JSON object is JSON whatever its type says.
+func decodeRebuildFrom(contentType string, body []byte) (rebuildRequest, error) {
+	trimmed := bytes.TrimSpace(body)
+	if contentType != "application/x-www-form-urlencoded" || len(trimmed) == 0 || trimmed[0] == '{' {
+		return decodeRebuild(body)
+	}
+	var req rebuildRequest
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return req, badRequest("form body: " + err.Error())
+	}
+	for key, vals := range form {
+		field := rebuildField(&req, key)
+		if field == nil {
+			return req, unknownKey(key)
+		}
+		if len(vals) > 1 {
+			return req, badRequest(fmt.Sprintf("form body: field %q is given twice", key))
+		}
+		*field = vals[0]
 	}
 	return req, checkRebuild(&req)
 }

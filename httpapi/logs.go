@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -25,10 +26,19 @@ import (
 func (s *Server) logs(c *gin.Context) {
 	ref := strings.TrimPrefix(c.Param("ref"), "/")
 	following := (c.Query("follow") == "1" || c.Query("follow") == "true") && c.Request.Method == http.MethodGet
+	var from int64 // a follower starts here: what a run's page already shows
+	if raw, ok := c.GetQuery("from"); ok {
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || n < 0 {
+			s.abort(c, badRequest(fmt.Sprintf("from=%q: want a byte offset, 0 or more", raw)))
+			return
+		}
+		from = n
+	}
 	// A step's log is in Redis, whichever worker wrote it; a run from
 	// before logs went there has only its worker's file.
 	if id, step, ok := parseRef(ref); ok && s.Redis != nil {
-		served, err := s.redisLog(c, id, step, following)
+		served, err := s.redisLog(c, id, step, following, from)
 		if err != nil {
 			s.abort(c, err)
 			return
@@ -47,6 +57,10 @@ func (s *Server) logs(c *gin.Context) {
 	c.Header("X-Content-Type-Options", "nosniff")
 	// A HEAD asks for the headers of the log as it is: it never streams.
 	if following {
+		if _, err := f.Seek(from, io.SeekStart); err != nil {
+			s.abort(c, err)
+			return
+		}
 		s.follow(c, ref, f)
 		return
 	}
@@ -91,7 +105,7 @@ func serveLog(c *gin.Context, modtime time.Time, content io.ReadSeeker) {
 
 // redisLog serves step's log of run id from Redis, and reports whether
 // there was one to serve.
-func (s *Server) redisLog(c *gin.Context, id int64, step string, following bool) (bool, error) {
+func (s *Server) redisLog(c *gin.Context, id int64, step string, following bool, from int64) (bool, error) {
 	cat := s.catalog()
 	p, err := s.pipeOf(c, cat, id)
 	if errors.Is(err, runstore.ErrNotFound) {
@@ -122,7 +136,7 @@ func (s *Server) redisLog(c *gin.Context, id int64, step string, following bool)
 	}
 	c.Status(http.StatusOK)
 	c.Writer.Flush() // the 200 now, not at the step's first byte
-	_ = logstore.Follow(ctx, s.Redis, base, c.Writer, c.Writer.Flush, 0, wake)
+	_ = logstore.Follow(ctx, s.Redis, base, c.Writer, c.Writer.Flush, from, wake)
 	return true, nil
 }
 

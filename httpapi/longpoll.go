@@ -71,13 +71,17 @@ func (s *Server) render(r *run.Run) (rendered, error) {
 	return v, nil
 }
 
-var jsonType = []string{"application/json"}
+var (
+	jsonType = []string{"application/json"}
+	vary     = []string{"Accept"} // a browser gets the run's page instead
+)
 
 // send writes a view. It sets headers by their canonical keys: this is the
 // hot path of every poll, and Header.Set would canonicalize per request.
 func (s *Server) send(c *gin.Context, v rendered) {
 	h := c.Writer.Header()
 	h["Etag"] = []string{v.etag}
+	h["Vary"] = vary
 	if inm := c.Request.Header["If-None-Match"]; len(inm) > 0 && etagMatches(inm[0], v.etag) {
 		c.Status(http.StatusNotModified)
 		return
@@ -115,6 +119,10 @@ func (s *Server) getRun(c *gin.Context) {
 	id, err := parseID(c)
 	if err != nil {
 		s.abort(c, err)
+		return
+	}
+	if accept := c.Request.Header["Accept"]; len(accept) > 0 && prefersHTML(accept[0]) {
+		s.runHTML(c, id) // a browser: the page, which long-polls the JSON itself
 		return
 	}
 	var wait time.Duration

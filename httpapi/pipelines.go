@@ -188,11 +188,14 @@ func (s *Server) listPipelines(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"pipelines": items})
 }
 
-// index answers GET /. Its body depends on Accept (Vary says so): the
-// pages for people will answer a browser here; until they exist every
-// client gets GET /pipelines' JSON.
+// index answers GET /. Its body depends on Accept (Vary says so): a
+// browser gets the dashboard, any other client GET /pipelines' JSON.
 func (s *Server) index(c *gin.Context) {
 	c.Header("Vary", "Accept")
+	if prefersHTML(c.GetHeader("Accept")) {
+		s.dashboardHTML(c)
+		return
+	}
 	s.listPipelines(c)
 }
 

@@ -236,14 +236,14 @@ func TestIdempotencyPerPipeline(t *testing.T) {
 	require.JSONEq(t, first, again)
 }
 
-// GET / answers GET /pipelines' body, whatever the Accept, and says that
-// it depends on Accept.
+// GET / answers GET /pipelines' body to every client that does not prefer
+// HTML, and says that it depends on Accept (html_test.go has the page).
 func TestIndexIsThePipelines(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t, testPipeline("a"), testPipeline("b"))
 	a.rebuild("/pipelines/a/rebuild", "")
 	_, want := a.do(http.MethodGet, "/pipelines", "")
-	for _, accept := range []string{"", "application/json", "*/*", "text/html,application/xhtml+xml;q=0.9"} {
+	for _, accept := range []string{"", "application/json", "*/*", "application/json, text/html;q=0.9", "text/html;q=0.5, */*"} {
 		resp, body := a.do(http.MethodGet, "/", "", "Accept", accept)
 		require.Equal(t, http.StatusOK, resp.StatusCode, accept)
 		require.Equal(t, "Accept", resp.Header.Get("Vary"), accept)

@@ -42,7 +42,7 @@ func (s *Server) rebuild(c *gin.Context) {
 		s.abort(c, err)
 		return
 	}
-	req, err := decodeRebuild(body)
+	req, err := decodeRebuildFrom(c.ContentType(), body)
 	if err != nil {
 		s.abort(c, err)
 		return
@@ -79,6 +79,10 @@ func (s *Server) rebuild(c *gin.Context) {
 	}
 	url := "/runs/" + strconv.FormatInt(created.ID, 10)
 	c.Header("Location", url)
+	if prefersHTML(c.GetHeader("Accept")) { // a page's form: on to the new run's page
+		c.Redirect(http.StatusSeeOther, url)
+		return
+	}
 	c.JSON(http.StatusAccepted, gin.H{"run_id": created.ID, "url": url, "superseded": superseded})
 }
 
@@ -202,6 +206,10 @@ func (s *Server) cancel(c *gin.Context) {
 	}
 	if !won {
 		s.abort(c, conflict(fmt.Sprintf("run %d is already %s", id, r.Result)))
+		return
+	}
+	if prefersHTML(c.GetHeader("Accept")) { // a page's form: back to the run's page
+		c.Redirect(http.StatusSeeOther, "/runs/"+strconv.FormatInt(id, 10))
 		return
 	}
 	v, err := s.render(r)

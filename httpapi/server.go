@@ -21,6 +21,7 @@ import (
 	"sando/datadir"
 	"sando/lifecycle"
 	"sando/metrics"
+	"sando/pages"
 	"sando/pipeline"
 	"sando/runstore"
 	"sando/runwatch"
@@ -64,6 +65,7 @@ type Server struct {
 	Extra func(*gin.Engine)
 	Now   func() time.Time
 
+	pages  *pages.Renderer
 	cache  *viewCache
 	reads  *reads
 	owners *lru.Cache[int64, string] // run id → its pipeline (see pipeOf)
@@ -90,6 +92,11 @@ func (s *Server) Handler() http.Handler {
 	if s.Fleet == nil && s.Redis != nil {
 		s.Fleet = runstore.NewFleet(s.Redis)
 	}
+	pg, err := pages.New()
+	if err != nil {
+		panic(err) // embedded templates that do not parse: a broken build, caught by every test
+	}
+	s.pages = pg
 	s.cache = newViewCache(4096)
 	s.reads = newReads()
 	s.owners, _ = lru.New[int64, string](1 << 16) // an error only for a size <= 0
@@ -99,7 +106,7 @@ func (s *Server) Handler() http.Handler {
 	r.ContextWithFallback = true // handlers' c.Done() follows the request
 	r.Use(s.observe, s.recoverer(), s.limitBody)
 
-	write := r.Group("/", s.auth(s.Token))
+	write := r.Group("/", s.sameOrigin(), s.auth(s.Token))
 	read := r.Group("/", s.auth(s.ReadToken, s.Token)) // the write token grants every read
 	write.POST("/rebuild", s.rebuild)
 	write.POST("/pipelines/:name/rebuild", s.rebuild)
@@ -110,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	get(read, "/pipelines/:name", s.getPipeline)
 	get(read, "/pipelines/:name/runs", s.listRuns)
 	get(read, "/pipelines/:name/state", s.state)
+	get(read, "/pipelines/:name/badge.svg", s.badge)
 	get(read, "/runs/:id", s.getRun)
 	get(read, "/runs", s.listRuns)
 	get(read, "/state", s.state)
@@ -117,6 +125,7 @@ func (s *Server) Handler() http.Handler {
 	get(r, "/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	get(r, "/readyz", s.readyz)
 	get(r, "/openapi.json", s.openapi)
+	get(r, "/assets/:name", s.asset) // the pages' CSS and JS: nothing secret
 	get(r, "/metrics", gin.WrapH(s.Metrics.Handler()))
 	if s.Extra != nil {
 		s.Extra(r)
@@ -163,7 +172,11 @@ func (s *Server) auth(token string, also ...string) gin.HandlerFunc {
 				return
 			}
 		}
-		c.Header("WWW-Authenticate", `Bearer realm="sando"`)
+		if prefersHTML(c.GetHeader("Accept")) {
+			c.Header("WWW-Authenticate", `Basic realm="sando"`) // a browser asks for the token then
+		} else {
+			c.Header("WWW-Authenticate", `Bearer realm="sando"`)
+		}
 		writeProblem(c, http.StatusUnauthorized, "missing or wrong bearer token")
 	}
 }

@@ -48,15 +48,24 @@ func newTestAPI(t *testing.T, pipelines ...*pipeline.Pipeline) *testAPI {
 	t.Cleanup(func() { _ = rdb.Close() })
 	a := &testAPI{t: t, rdb: rdb, layout: datadir.Layout{Root: t.TempDir()}, queue: &recQueue{}}
 	a.set.Store(set)
+	a.url = a.server(nil)
+	return a
+}
+
+// server starts another Server on a's Redis, pipelines and data dir, as
+// configure changes it (nil: as newTestAPI's), and returns its URL.
+func (a *testAPI) server(configure func(*Server)) string {
 	s := &Server{
-		Redis: rdb, Pipelines: a.set.Load, Queue: a.queue,
+		Redis: a.rdb, Pipelines: a.set.Load, Queue: a.queue,
 		Layout: a.layout, Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New(),
-		Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Ping: func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
+	}
+	if configure != nil {
+		configure(s)
 	}
 	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	a.url = srv.URL
-	return a
+	a.t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 func testPipeline(name string) *pipeline.Pipeline {
@@ -68,6 +77,9 @@ func testPipeline(name string) *pipeline.Pipeline {
 // store is pipeline name's run store, as the server opens it.
 func (a *testAPI) store(name string) *runstore.Store { return runstore.New(a.rdb, name) }
 
+// noRedirects shows a test the 303 a page's form gets, not its target.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 func (a *testAPI) do(method, path, body string, header ...string) (*http.Response, string) {
 	a.t.Helper()
 	req, err := http.NewRequest(method, a.url+path, strings.NewReader(body))
@@ -75,7 +87,7 @@ func (a *testAPI) do(method, path, body string, header ...string) (*http.Respons
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noRedirects.Do(req)
 	require.NoError(a.t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

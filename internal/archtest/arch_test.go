@@ -29,6 +29,7 @@ func TestImportBoundaries(t *testing.T) {
 		{"sando/worker", []string{"github.com/gin-gonic/", "sando/httpapi"}, "the worker side never imports the HTTP layer"},
 		{"sando/httpapi", []string{"sando/tasks", "sando/proc", "sando/gitfetch", "sando/version", "sando/worker"}, "the API enqueues and reads; it never builds"},
 		{"sando/lifecycle", []string{"github.com/gin-gonic/", "sando/httpapi", "sando/tasks", "sando/proc", "sando/gitfetch"}, "a run's life is shared by the API and the worker, and builds nothing"},
+		{"sando/pages", []string{"github.com/gin-gonic/", "github.com/redis/", "sando/httpapi", "sando/runstore", "sando/logstore"}, "pages render typed views; httpapi reads what they show"},
 		{"sando/steps", []string{"github.com/gin-gonic/", "sando/runstore", "sando/httpapi", "sando/tasks"}, "the step table is a description: task types, queues, timeouts"},
 		{"sando/proc", []string{"sando/", "github.com/"}, "process groups need nothing of Sando"},
 		{"sando/logstore", []string{"sando/", "github.com/gin-gonic/", "github.com/hibiken/"}, "step logs in Redis know Redis only"},
