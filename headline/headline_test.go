@@ -114,17 +114,17 @@ func TestGateRealOutput(t *testing.T) {
 	tests := []struct {
 		desc, kind, file, want string
 	}{
-		{"go test: --- FAIL before FAIL lines", "test", "gotest.txt", "test: --- FAIL: TestAdd (0.00s)"},
-		{"go test -v: log line before --- FAIL", "test", "gotest_v.txt", "test: --- FAIL: TestAdd (0.00s)"},
-		{"go test panic", "test", "gotest_panic.txt", "test: --- FAIL: TestNil (0.00s)"},
+		{"go test: --- FAIL before FAIL lines", "test", "gotest.txt", "test: TestAdd: calc_test.go:13: Add(2, 3) = -1, want 5"},
+		{"go test -v: log line before --- FAIL", "test", "gotest_v.txt", "test: TestAdd: calc_test.go:13: Add(2, 3) = -1, want 5"},
+		{"go test panic", "test", "gotest_panic.txt", "test: TestNil: p_test.go:7: panic: assignment to entry in nil map [recovered, repanicked]"},
 		{"go test that does not build", "test", "gotest_build.txt", "test: ./x_test.go:5:32: undefined: missing"},
 		{"pytest: FAILED summary beats earlier AssertionError", "test", "pytest.txt", "test: FAILED tests/test_calc.py::test_add - assert -1 == 5"},
-		{"TAP from node --test", "test", "node_tap.txt", "test: not ok 2 - subtracts"},
-		{"node --test spec reporter ✖", "test", "node_spec.txt", "test: ✖ subtracts (1.523672ms)"},
-		{"jest: ✕ beats earlier FAIL file line", "test", "jest.txt", "test: ✕ adds (5 ms)"},
-		{"cargo test", "test", "cargo_test.txt", "test: test tests::adds ... FAILED"},
+		{"TAP from node --test", "test", "node_tap.txt", "test: not ok 2 - subtracts: a.test.js:4:1: Expected values to be strictly equal: 2 !== 1"},
+		{"node --test spec reporter ✖", "test", "node_spec.txt", "test: ✖ subtracts: a.test.js:4:1: AssertionError [ERR_ASSERTION]: Expected values to be strictly equal: 2 !== 1"},
+		{"jest: ● title, message and frame beat the earlier FAIL file line", "test", "jest.txt", "test: calc › adds: calc.test.js:4:42: expect(received).toBe(expected) // Object.is equality; Expected: 5; Received: -1"},
+		{"cargo test", "test", "cargo_test.txt", "test: tests::adds panicked at src/lib.rs:16:9: assertion `left == right` failed; left: -1; right: 5"},
 		{"compile gate reuses compiler patterns", "build", "rustc_color.txt", "build: error[E0063]: missing field `y` in initializer of `Point`"},
-		{"no failing line: exit status fallback", "lint", "make.txt", "lint: exit status 1"},
+		{"make: the recipe's complaint, not make's Error 2", "lint", "make.txt", "lint: ls: cannot access '/nonexistent-dir': No such file or directory"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -147,7 +147,7 @@ func TestGateSynthetic(t *testing.T) {
 		{"TAP subtest", "test", "TAP version 13\n    not ok 1 - inner\nnot ok 1 - outer\n", "x", "test: not ok 1 - inner"},
 		{"✗ marker", "e2e", "  ✓ loads\n  ✗ saves\n", "x", "e2e: ✗ saves"},
 		{"✘ marker", "e2e", "✘ saves\n", "x", "e2e: ✘ saves"},
-		{"jest suite line", "test", "● calc › adds\n", "x", "test: ● calc › adds"},
+		{"jest suite line", "test", "● calc › adds\n", "x", "test: calc › adds"},
 		{"go panic without test name", "test", "starting\npanic: boom\n\ngoroutine 1 [running]:\n", "x", "test: panic: boom"},
 		{"generic error line", "lint", "checking\nError: 3 problems\n", "exit status 1", "lint: Error: 3 problems"},
 		{"empty fallback uses last lines", "fmt", "a.go\nb.go\n", "", "fmt: a.go | b.go"},
