@@ -94,6 +94,13 @@ var corpus = []corpusCase{
 	{name: "junit4", dir: "junit4", tool: "javac",
 		cmd:  "javac -cp /usr/share/java/junit4.jar CalcTest.java && java -cp /usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar:. org.junit.runner.JUnitCore CalcTest",
 		want: "addsNumbers(CalcTest): CalcTest.java:12: java.lang.AssertionError: expected:<4> but was:<3>"},
+	{name: "surefire", dir: "surefire", tool: "mvn", cmd: "mvn -o -B -Dmaven.repo.local=/usr/share/maven-repo test",
+		want: "CalcTest.addsNumbers:14 expected:<4> but was:<3>"},
+	// From nextest's repository (site/src/outputs), see testdata/README.md.
+	{name: "nextest_flaky",
+		want: "test_flaky_mod_2 panicked at tests/basic.rs:53:9: Failed because attempt 1 % 2 != 0"},
+	{name: "nextest_leak_fail",
+		want: "fixture-project::basic test_subprocess_doesnt_exit_leak_fail: LEAK-FAIL: test failed: exited with code 0, but leaked handles"},
 }
 
 func corpusPath(name string) string { return filepath.Join("testdata", "corpus", name+".txt") }
@@ -101,6 +108,20 @@ func corpusPath(name string) string { return filepath.Join("testdata", "corpus",
 // runCase runs c's command on a copy of its project and returns what it
 // printed (stdout and stderr in one stream, as a gate's log has them).
 func runCase(t *testing.T, c corpusCase) []byte {
+	t.Helper()
+	_, out := runIn(t, c)
+	return out
+}
+
+// runCaseIn is runCase for a command whose files matter: it returns the
+// directory the command ran in.
+func runCaseIn(t *testing.T, c corpusCase) string {
+	t.Helper()
+	dir, _ := runIn(t, c)
+	return dir
+}
+
+func runIn(t *testing.T, c corpusCase) (string, []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "src", c.dir))))
@@ -113,7 +134,7 @@ func runCase(t *testing.T, c corpusCase) []byte {
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, "the case must fail: %s", out)
-	return out
+	return dir, out
 }
 
 func available(c corpusCase) bool {

@@ -14,7 +14,7 @@ import (
 // that failed first.
 type family func(ls []line) (summary string, at int)
 
-var families = []family{goTest, rustPanic, unittest, pytestSection, tapNotOK, nodeSpec, jest, vitest, mocha, junit4, surefire, gradle, javaUncaught}
+var families = []family{goTest, rustPanic, unittest, pytestSection, tapNotOK, nodeSpec, jest, vitest, mocha, junit4, surefire, nextest, javaUncaught}
 
 // firstFamily is the summary of the family whose anchor comes first.
 func firstFamily(ls []line) (string, bool) {
@@ -494,18 +494,36 @@ func surefire(ls []line) (string, int) {
 	return m[1], h + 1
 }
 
-var gradleFailed = regexp.MustCompile(`^\S.* > .+ FAILED$`)
+// nextestStatus: nextest's line for a test that did not pass, "FAIL [
+// 0.004s] (1/2) crate::binary test_name" (a "TRY n" prefix on retries).
+var (
+	nextestStatus = regexp.MustCompile(`^(?:TRY \d+ )?(FAIL|LEAK-FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGBUS|SIGKILL|ABORT)\s+\[[^\]]*\]\s+(?:\([^)]*\)\s+)?(\S+ \S+)$`)
+	nextestAny    = regexp.MustCompile(`^(?:TRY \d+ )?[A-Z][A-Z-]+(?: \d+/\d+)?\s+\[[^\]]*\]\s`)
+	nextestWhy    = regexp.MustCompile(`^\((test failed: .*)\)$`)
+)
 
-// gradle: "CalcTest > adds() FAILED" and the exception line under it.
-func gradle(ls []line) (string, int) {
-	n := indexOf(ls, 0, gradleFailed)
+// nextest: the first test nextest reports failed: the panic in its output
+// when there is one, else nextest's own reason ("leaked handles").
+func nextest(ls []line) (string, int) {
+	n := indexOf(ls, 0, nextestStatus)
 	if n < 0 {
 		return "", -1
 	}
-	if b := block(ls, n); len(b) > 0 {
-		return join(ls[n].text, b[0].text), n
+	end := n + 1
+	for end < len(ls) && !nextestAny.MatchString(ls[end].text) && !strings.HasPrefix(ls[end].text, "───") {
+		end++
 	}
-	return ls[n].text, n
+	if s, at := rustPanic(ls[n+1 : end]); at >= 0 {
+		return s, n
+	}
+	m := nextestStatus.FindStringSubmatch(ls[n].text)
+	why := ""
+	for _, l := range ls[n+1 : end] {
+		if w := nextestWhy.FindStringSubmatch(l.text); w != nil {
+			why = w[1]
+		}
+	}
+	return join(m[2], m[1], why), n
 }
 
 var javaException = regexp.MustCompile(`^Exception in thread "[^"]*" \S`)
