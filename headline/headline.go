@@ -6,6 +6,24 @@
 // output are searched for a matching line, which bounds the work on huge logs
 // (a compiler's first error is near the top); the fallback to the last lines
 // always reads the real end of the output.
+//
+// # Libraries weighed, and not taken (2026-12-02)
+//
+// github.com/reviewdog/errorformat (Vim's errorformat, 49 formats): run on
+// the 48 cases of the gate corpus (testdata/corpus) and the compile corpus
+// (testdata/*.txt), taking for each case the best of all 49 formats after
+// the fact, its first entry held the message our headline quotes in 12 of
+// 48; these rules give the expected headline in 48 of 48. It has no format
+// for go test's "--- FAIL", -json, panics or timeouts, libtest, unittest,
+// pytest, TAP, jest, vitest, mocha, JUnit or make, none for rustc or
+// javac, and where it matches it keeps file:line: text but loses the test's
+// name.
+//
+// github.com/joshdk/go-junit v1.0.0 against encoding/xml (junit.go), on the
+// six reports of testdata/junit: it counted 5 of 6 right (node's junit
+// reporter puts <testcase> straight under <testsuites>, and it counted
+// none of them) and accepted a non-JUnit root and text that is not XML
+// without an error; junit.go counts 6 of 6 and rejects both, in 60 lines.
 package headline
 
 import (
