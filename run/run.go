@@ -57,6 +57,19 @@ type Gate struct {
 	// StartedAt and FinishedAt are zero until the gate starts and ends; a
 	// gate blocked before it started has neither.
 	StartedAt, FinishedAt time.Time
+	// Tests counts the test cases of the gate's JUnit report; nil when the
+	// gate has no report: none configured, or none written.
+	Tests *Tests `json:"-"`
+}
+
+// Tests counts a gate's test cases by outcome (an error counts as failed).
+type Tests struct {
+	Passed, Failed, Skipped int
+}
+
+// Add sums two counts (a gate's report glob may match several files).
+func (t Tests) Add(o Tests) Tests {
+	return Tests{Passed: t.Passed + o.Passed, Failed: t.Failed + o.Failed, Skipped: t.Skipped + o.Skipped}
 }
 
 // Run is one rebuild of the pipeline.
