@@ -27,7 +27,37 @@ func firstFamily(ls []line) (string, bool) {
 	return best, bestAt >= 0
 }
 
-func indexOf(ls []line, from int, re *regexp.Regexp) int {
+// pattern is a regexp with literals one of which every match contains,
+// checked first (like match.go's rules): most lines of a log match no
+// family, and a substring search costs far less than a regexp.
+type pattern struct {
+	lits []string
+	re   *regexp.Regexp
+}
+
+func mustPattern(lits []string, expr string) *pattern {
+	return &pattern{lits: lits, re: regexp.MustCompile(expr)}
+}
+
+func (p *pattern) may(s string) bool {
+	for _, l := range p.lits {
+		if strings.Contains(s, l) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *pattern) MatchString(s string) bool { return p.may(s) && p.re.MatchString(s) }
+
+func (p *pattern) FindStringSubmatch(s string) []string {
+	if !p.may(s) {
+		return nil
+	}
+	return p.re.FindStringSubmatch(s)
+}
+
+func indexOf(ls []line, from int, re *pattern) int {
 	for i := from; i < len(ls); i++ {
 		if re.MatchString(ls[i].text) {
 			return i
@@ -39,11 +69,11 @@ func indexOf(ls []line, from int, re *regexp.Regexp) int {
 // --- go test ---------------------------------------------------------------
 
 var (
-	goFail    = regexp.MustCompile(`^--- FAIL: (\S+) \(`)
+	goFail    = mustPattern([]string{"--- FAIL: "}, `^--- FAIL: (\S+) \(`)
 	goRun     = regexp.MustCompile(`^=== (?:RUN|NAME|CONT|PAUSE)\s+(\S+)$`)
 	goLog     = regexp.MustCompile(`^[^\s:]+\.go:\d+: `) // t.Error: "calc_test.go:8: msg"
-	goPanic   = regexp.MustCompile(`^panic: `)
-	goTimeout = regexp.MustCompile(`^panic: test timed out after `)
+	goPanic   = mustPattern([]string{"panic: "}, `^panic: `)
+	goTimeout = mustPattern([]string{"panic: test timed out"}, `^panic: test timed out after `)
 	goFrame   = regexp.MustCompile(`([^\s/]+_test\.go:\d+) \+0x`) // a stack frame in a test file
 	goPkgFail = regexp.MustCompile(`^FAIL\s`)
 )
@@ -140,7 +170,7 @@ func goTimedOut(ls []line, p int) string {
 // rustPanicLine: "thread 'tests::adds' (15689) panicked at src/lib.rs:7:9:"
 // (Rust 1.73+; the message follows on the next lines) or, before 1.73,
 // "thread 'tests::adds' panicked at 'one plus two', src/lib.rs:7:9".
-var rustPanicLine = regexp.MustCompile(`^thread '([^']*)'(?: \(\d+\))? panicked at (.+)$`)
+var rustPanicLine = mustPattern([]string{"thread '"}, `^thread '([^']*)'(?: \(\d+\))? panicked at (.+)$`)
 
 // rustPanic: the first panic, named after its thread (libtest and nextest
 // name a test's thread after the test), with its message; assert_eq!'s
@@ -169,7 +199,7 @@ func rustPanic(ls []line) (string, int) {
 // --- python -m unittest --------------------------------------------------------
 
 var (
-	unittestHead = regexp.MustCompile(`^(?:FAIL|ERROR): (\S+) \(`)
+	unittestHead = mustPattern([]string{"FAIL: ", "ERROR: "}, `^(?:FAIL|ERROR): (\S+) \(`)
 	traceback    = "Traceback (most recent call last):"
 )
 
@@ -203,8 +233,8 @@ func unittest(ls []line) (string, int) {
 // --- pytest ----------------------------------------------------------------------
 
 var (
-	pytestHeader  = regexp.MustCompile(`^_{3,} (.+?) _{3,}$`)
-	pytestFailed  = regexp.MustCompile(`^(?:FAILED|ERROR) \S`)
+	pytestHeader  = mustPattern([]string{"___ "}, `^_{3,} (.+?) _{3,}$`)
+	pytestFailed  = mustPattern([]string{"FAILED ", "ERROR "}, `^(?:FAILED|ERROR) \S`)
 	pytestWhere   = regexp.MustCompile(`^(\S+\.py:\d+): \S`)
 	pytestExplain = regexp.MustCompile(`^E\s+(.*)$`)
 )
@@ -242,7 +272,7 @@ func pytestSection(ls []line) (string, int) {
 // --- TAP (node --test, prove) ------------------------------------------------------
 
 var (
-	tapNotOKLine = regexp.MustCompile(`^not ok\b`)
+	tapNotOKLine = mustPattern([]string{"not ok"}, `^not ok\b`)
 	yamlKey      = regexp.MustCompile(`^(\w+): ?(.*)$`)
 )
 
@@ -301,7 +331,7 @@ func unquoteYAML(s string) string {
 // --- node --test's spec reporter -------------------------------------------------------
 
 var (
-	specFail     = regexp.MustCompile(`^✖ (.+?)(?: \([\d.]+m?s\))?$`)
+	specFail     = mustPattern([]string{"✖ "}, `^✖ (.+?)(?: \([\d.]+m?s\))?$`)
 	specLocation = regexp.MustCompile(`^test at (\S+:\d+:\d+)$`)
 	jsFrame      = regexp.MustCompile(`^at (?:.* \()?([^()\s]+:\d+:\d+)\)?$`)
 )
@@ -343,7 +373,7 @@ func nodeSpec(ls []line) (string, int) {
 // --- jest ------------------------------------------------------------------------------
 
 var (
-	jestTitle = regexp.MustCompile(`^● (.+)$`)
+	jestTitle = mustPattern([]string{"● "}, `^● (.+)$`)
 	codeFrame = regexp.MustCompile(`^>?\s*\d+\s*\|`)
 )
 
@@ -374,7 +404,7 @@ func jest(ls []line) (string, int) {
 // --- vitest ----------------------------------------------------------------------------
 
 var (
-	vitestFail  = regexp.MustCompile(`^FAIL\s+(\S.* > .+)$`)
+	vitestFail  = mustPattern([]string{" > "}, `^FAIL\s+(\S.* > .+)$`)
 	vitestWhere = regexp.MustCompile(`^❯ (\S+:\d+:\d+)$`)
 )
 
@@ -405,7 +435,7 @@ func vitest(ls []line) (string, int) {
 // --- mocha ------------------------------------------------------------------------------
 
 var (
-	mochaFailing = regexp.MustCompile(`^\d+ failing$`)
+	mochaFailing = mustPattern([]string{" failing"}, `^\d+ failing$`)
 	mochaItem    = regexp.MustCompile(`^\d+\) (.+)$`)
 )
 
@@ -447,7 +477,7 @@ func mocha(ls []line) (string, int) {
 // --- JUnit (JUnitCore, Maven Surefire, Gradle), java ------------------------------------
 
 var (
-	junitThere = regexp.MustCompile(`^There (?:was|were) \d+ failures?:$`)
+	junitThere = mustPattern([]string{"There w"}, `^There (?:was|were) \d+ failures?:$`)
 	junitItem  = regexp.MustCompile(`^1\) (\w+)\(([\w.$]+)\)$`)
 	javaFrame  = regexp.MustCompile(`^at ([\w.$<>]+)\(([\w$]+\.java:\d+)\)$`)
 )
@@ -476,7 +506,7 @@ func junit4(ls []line) (string, int) {
 }
 
 var (
-	surefireHead = regexp.MustCompile(`^\[ERROR\] (?:Failures|Errors):\s*$`)
+	surefireHead = mustPattern([]string{"[ERROR] "}, `^\[ERROR\] (?:Failures|Errors):\s*$`)
 	surefireItem = regexp.MustCompile(`^\[ERROR\]\s+(\S.*)$`)
 )
 
@@ -497,7 +527,7 @@ func surefire(ls []line) (string, int) {
 // nextestStatus: nextest's line for a test that did not pass, "FAIL [
 // 0.004s] (1/2) crate::binary test_name" (a "TRY n" prefix on retries).
 var (
-	nextestStatus = regexp.MustCompile(`^(?:TRY \d+ )?(FAIL|LEAK-FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGBUS|SIGKILL|ABORT)\s+\[[^\]]*\]\s+(?:\([^)]*\)\s+)?(\S+ \S+)$`)
+	nextestStatus = mustPattern([]string{"] "}, `^(?:TRY \d+ )?(FAIL|LEAK-FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGBUS|SIGKILL|ABORT)\s+\[[^\]]*\]\s+(?:\([^)]*\)\s+)?(\S+ \S+)$`)
 	nextestAny    = regexp.MustCompile(`^(?:TRY \d+ )?[A-Z][A-Z-]+(?: \d+/\d+)?\s+\[[^\]]*\]\s`)
 	nextestWhy    = regexp.MustCompile(`^\((test failed: .*)\)$`)
 )
@@ -526,7 +556,7 @@ func nextest(ls []line) (string, int) {
 	return join(m[2], m[1], why), n
 }
 
-var javaException = regexp.MustCompile(`^Exception in thread "[^"]*" \S`)
+var javaException = mustPattern([]string{"Exception in thread"}, `^Exception in thread "[^"]*" \S`)
 
 // javaUncaught: a Java program's uncaught exception (an assert, a self-test
 // that throws) with the frame it was thrown from.
@@ -547,7 +577,7 @@ func javaUncaught(ls []line) (string, int) {
 // --- make, scripts ---------------------------------------------------------------------
 
 var (
-	makeError = regexp.MustCompile(`^g?make(?:\[\d+\])?: \*\*\* (.*)$`)
+	makeError = mustPattern([]string{"*** "}, `^g?make(?:\[\d+\])?: \*\*\* (.*)$`)
 	makeOwn   = regexp.MustCompile(`^g?make(?:\[\d+\])?: `)
 	// failWord: a line that says something went wrong.
 	failWord = regexp.MustCompile(`(?i)\b(?:fail(?:ed|ure|s)?|error|mismatch|abort(?:ed)?|assert(?:ion)?|cannot|can't|not found|denied|refused|invalid|timed? ?out|returned \d+)\b`)

@@ -200,3 +200,13 @@ func BenchmarkCompileNoMatch(b *testing.B) {
 		Compile(out)
 	}
 }
+
+// BenchmarkGateNoMatch: a 4 MiB gate log in which no family and no rule
+// finds anything, so every family reads every line.
+func BenchmarkGateNoMatch(b *testing.B) {
+	out := []byte(strings.Repeat("ok  \texample.com/pkg/sub\t0.012s\n", scanLimit/32))
+	b.SetBytes(int64(len(out)))
+	for b.Loop() {
+		Gate("test", out, "exit status 1")
+	}
+}
