@@ -7,13 +7,21 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-
-	"sando/run"
 )
+
+// Tests counts the test cases of JUnit XML reports.
+type Tests struct {
+	Passed, Failed, Skipped int
+}
+
+// Add sums two counts (a gate's report glob may match several files).
+func (t Tests) Add(o Tests) Tests {
+	return Tests{Passed: t.Passed + o.Passed, Failed: t.Failed + o.Failed, Skipped: t.Skipped + o.Skipped}
+}
 
 // Report is what one JUnit XML file says.
 type Report struct {
-	run.Tests
+	Tests
 	// First is the first failing test case as a summary line ("" when none
 	// failed): its name, where it failed and its message.
 	First string

@@ -7,11 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"sando/run"
 )
-
-type Tests = run.Tests
 
 // testdata/junit holds real reports: written by the tools in
 // testdata/README.md, or taken from the tools' own repositories.

@@ -67,11 +67,6 @@ type Tests struct {
 	Passed, Failed, Skipped int
 }
 
-// Add sums two counts (a gate's report glob may match several files).
-func (t Tests) Add(o Tests) Tests {
-	return Tests{Passed: t.Passed + o.Passed, Failed: t.Failed + o.Failed, Skipped: t.Skipped + o.Skipped}
-}
-
 // Run is one rebuild of the pipeline.
 type Run struct {
 	ID             int64

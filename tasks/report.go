@@ -83,6 +83,5 @@ func testsOf(rep *headline.Report) *run.Tests {
 	if rep == nil {
 		return nil
 	}
-	t := rep.Tests
-	return &t
+	return &run.Tests{Passed: rep.Passed, Failed: rep.Failed, Skipped: rep.Skipped}
 }
