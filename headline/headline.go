@@ -82,7 +82,7 @@ func Compile(output []byte) string {
 // fallback (e.g. "exit status 1") stands in only when the gate printed
 // nothing; an empty kind drops the "<kind>: " prefix.
 func Gate(kind string, output []byte, fallback string) string {
-	line := gateCause(splitLines(output))
+	line := gateCause(output, splitLines(output))
 	if line == "" {
 		line = oneLine(fallback)
 	}
@@ -96,7 +96,7 @@ func Gate(kind string, output []byte, fallback string) string {
 	return Truncate(kind + ": " + line)
 }
 
-func gateCause(ls []line) string {
+func gateCause(output []byte, ls []line) string {
 	if s, ok := firstFamily(ls); ok {
 		return s
 	}
@@ -118,7 +118,7 @@ func gateCause(ls []line) string {
 	if weakLine != "" {
 		return weakLine
 	}
-	return lastWord(ls)
+	return lastWord(endLines(output, ls))
 }
 
 // Truncate cuts s to MaxLen runes (adding "…" when it cut), never splitting a rune.

@@ -163,6 +163,16 @@ func TestGateSynthetic(t *testing.T) {
 	}
 }
 
+// A script's last word is read at the real end of its output, past the
+// 4 MiB that are searched for failures.
+func TestGateLastWordOfHugeOutput(t *testing.T) {
+	t.Parallel()
+	filler := strings.Repeat("checking something\n", scanLimit/19+1)
+	out := []byte(filler + "smoke: GET /api/users returned 503\n")
+	require.Greater(t, len(out), scanLimit)
+	require.Equal(t, "smoke: smoke: GET /api/users returned 503", Gate("smoke", out, "exit status 1"))
+}
+
 func TestGateCutsWholeSummary(t *testing.T) {
 	t.Parallel()
 	got := Gate("test", []byte("--- FAIL: "+strings.Repeat("ü", 700)), "")

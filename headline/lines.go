@@ -22,6 +22,25 @@ func splitLines(output []byte) []line {
 	if text, ok := goJSONText(output); ok {
 		output = text
 	}
+	return linesOf(output)
+}
+
+// endWindow is how much of the end of an output longer than scanLimit
+// endLines reads: a script's last words are at the real end of its
+// output, which the scanned part does not reach.
+const endWindow = 64 << 10
+
+// endLines is the lines of the end of output when it is longer than
+// scanLimit, else ls (the lines of all of it).
+func endLines(output []byte, ls []line) []line {
+	if len(output) <= scanLimit {
+		return ls
+	}
+	end := output[len(output)-endWindow:]
+	return linesOf(end[bytes.IndexByte(end, '\n')+1:]) // from the first whole line
+}
+
+func linesOf(output []byte) []line {
 	var ls []line
 	for raw := range bytes.Lines(output) {
 		text := cleanLine(raw, 0)
