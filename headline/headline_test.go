@@ -42,6 +42,8 @@ func TestCompileRealOutput(t *testing.T) {
 		{"cargo: dependency warnings before the error", "rustc_warn.txt", "error[E0063]: missing field `y` in initializer of `Point`"},
 		{"cargo --color=always", "rustc_color.txt", "error[E0063]: missing field `y` in initializer of `Point`"},
 		{"cargo on a tty: CRLF, \\r progress bar, erase-line", "cargo_tty.txt", "error[E0063]: missing field `y` in initializer of `Point`"},
+		{"clang: error with caret lines and count after it", "clang.txt", "bad.c:5:17: error: use of undeclared identifier 'undeclared_var'"},
+		{"clang link: undefined reference beats clang's linker summary", "clang_link.txt", "link.c:(.text+0x10): undefined reference to `missing_fn'"},
 		{"javac: lint warnings before the error", "javac.txt", "Main.java:10: error: incompatible types: String cannot be converted to int"},
 		{"tsc --pretty false", "tsc.txt", "src/a.ts(1,7): error TS2322: Type 'string' is not assignable to type 'number'."},
 		{"tsc --pretty (coloured)", "tsc_pretty.txt", "src/a.ts:1:7 - error TS2322: Type 'string' is not assignable to type 'number'."},
