@@ -54,7 +54,7 @@ func TestFailureSummariesOfRealRunners(t *testing.T) {
 
 	m = s.waitTerminal(jsRun)
 	require.Equal(t, "failed", m["result"], "view: %v", m)
-	require.Equal(t, "js: test.adds numbers: testCodeFailure: Expected values to be strictly equal:3 !== 4",
+	require.Equal(t, "js: test.adds numbers: Expected values to be strictly equal:3 !== 4",
 		m["failure_summary"], "the first failure of the gate's report")
 	tests := map[string]any{}
 	for _, g := range m["gates"].([]any) {

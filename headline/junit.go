@@ -121,7 +121,7 @@ func (c *junitCase) summary(p *junitProblem) string {
 	if msg == "" {
 		msg, _, _ = strings.Cut(body, "\n")
 		msg = oneLine(msg)
-	} else if p.Type != "" && !strings.Contains(msg, p.Type) {
+	} else if exceptionType.MatchString(p.Type) && !strings.Contains(msg, p.Type) {
 		msg = p.Type + ": " + msg
 	}
 	where := frameOf(body, c.Classname, c.Name)
@@ -146,6 +146,11 @@ func shortClass(classname string) string {
 }
 
 var javaClass = regexp.MustCompile(`^[\w$]+(?:\.[\w$]+)+$`)
+
+// exceptionType: a type attribute that names what was thrown
+// ("java.lang.AssertionError", "AssertionError"), worth quoting; not a
+// runner's category ("testCodeFailure", "test failure").
+var exceptionType = regexp.MustCompile(`^(?:[\w$]+\.)+[\w$]+$|^[A-Z][\w$]*(?:Error|Exception)$`)
 
 // frameOf finds "at pkg.Class.test(Class.java:23)" in a stack trace and
 // returns "Class.java:23", or "".

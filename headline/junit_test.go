@@ -26,7 +26,7 @@ func TestParseJUnit(t *testing.T) {
 		{"surefire_calc.xml", Tests{Passed: 1, Failed: 1},
 			"CalcTest.addsNumbers: CalcTest.java:14: java.lang.AssertionError: expected:<4> but was:<3>"},
 		{"node.xml", Tests{Passed: 1, Failed: 1},
-			"test.adds numbers: testCodeFailure: Expected values to be strictly equal:3 !== 4"},
+			"test.adds numbers: Expected values to be strictly equal:3 !== 4"},
 		{"pytest.xml", Tests{Passed: 1, Failed: 1},
 			"test_calc.test_add: tests/test_calc.py:8: assert 3 == 4 +  where 3 = add(1, 2)"},
 	}
@@ -73,5 +73,5 @@ func TestParseJUnitLive(t *testing.T) {
 	r, err := ParseJUnit(data)
 	require.NoError(t, err)
 	require.Equal(t, Tests{Passed: 1, Failed: 1}, r.Tests)
-	require.Equal(t, "test.adds numbers: testCodeFailure: Expected values to be strictly equal:3 !== 4", r.First)
+	require.Equal(t, "test.adds numbers: Expected values to be strictly equal:3 !== 4", r.First)
 }
