@@ -369,7 +369,7 @@ func TestValidatorCatchesDrift(t *testing.T) {
 		return `{"run_id":7,"pipeline":"app","sha":"6d2ee1f188982ac0217154ceaf6a9c46732bec6d","ref":null,"version":"1.0.0",` +
 			`"phase":"gating","result":"building","started_at":"2026-11-27T13:50:08.034Z","finished_at":null,` +
 			`"failure_summary":null,"gates":[{"kind":"unit","status":null,"log_ref":"7/gate-unit.log",` +
-			`"started_at":"2026-11-27T13:50:09.034Z","finished_at":null}],` +
+			`"started_at":"2026-11-27T13:50:09.034Z","finished_at":null,"tests":null}],` +
 			`"phases":[{"phase":"gating","started_at":"2026-11-27T13:50:09.034Z","finished_at":null,"worker":"h:/d","log_ref":null}],"reused_from":null` +
 			extra + `}`
 	}

@@ -36,6 +36,8 @@ func seeds(f *testing.F) [][]byte {
 		[]byte("x" + strings.Repeat(" ", MaxLen) + "y"),
 	}
 	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
+	corpusFiles, _ := filepath.Glob(filepath.Join("testdata", "corpus", "*.txt"))
+	files = append(files, corpusFiles...)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -42,6 +42,8 @@ func TestCompileRealOutput(t *testing.T) {
 		{"cargo: dependency warnings before the error", "rustc_warn.txt", "error[E0063]: missing field `y` in initializer of `Point`"},
 		{"cargo --color=always", "rustc_color.txt", "error[E0063]: missing field `y` in initializer of `Point`"},
 		{"cargo on a tty: CRLF, \\r progress bar, erase-line", "cargo_tty.txt", "error[E0063]: missing field `y` in initializer of `Point`"},
+		{"clang: error with caret lines and count after it", "clang.txt", "bad.c:5:17: error: use of undeclared identifier 'undeclared_var'"},
+		{"clang link: undefined reference beats clang's linker summary", "clang_link.txt", "link.c:(.text+0x10): undefined reference to `missing_fn'"},
 		{"javac: lint warnings before the error", "javac.txt", "Main.java:10: error: incompatible types: String cannot be converted to int"},
 		{"tsc --pretty false", "tsc.txt", "src/a.ts(1,7): error TS2322: Type 'string' is not assignable to type 'number'."},
 		{"tsc --pretty (coloured)", "tsc_pretty.txt", "src/a.ts:1:7 - error TS2322: Type 'string' is not assignable to type 'number'."},
@@ -114,17 +116,17 @@ func TestGateRealOutput(t *testing.T) {
 	tests := []struct {
 		desc, kind, file, want string
 	}{
-		{"go test: --- FAIL before FAIL lines", "test", "gotest.txt", "test: --- FAIL: TestAdd (0.00s)"},
-		{"go test -v: log line before --- FAIL", "test", "gotest_v.txt", "test: --- FAIL: TestAdd (0.00s)"},
-		{"go test panic", "test", "gotest_panic.txt", "test: --- FAIL: TestNil (0.00s)"},
+		{"go test: --- FAIL before FAIL lines", "test", "gotest.txt", "test: TestAdd: calc_test.go:13: Add(2, 3) = -1, want 5"},
+		{"go test -v: log line before --- FAIL", "test", "gotest_v.txt", "test: TestAdd: calc_test.go:13: Add(2, 3) = -1, want 5"},
+		{"go test panic", "test", "gotest_panic.txt", "test: TestNil: p_test.go:7: panic: assignment to entry in nil map [recovered, repanicked]"},
 		{"go test that does not build", "test", "gotest_build.txt", "test: ./x_test.go:5:32: undefined: missing"},
 		{"pytest: FAILED summary beats earlier AssertionError", "test", "pytest.txt", "test: FAILED tests/test_calc.py::test_add - assert -1 == 5"},
-		{"TAP from node --test", "test", "node_tap.txt", "test: not ok 2 - subtracts"},
-		{"node --test spec reporter ✖", "test", "node_spec.txt", "test: ✖ subtracts (1.523672ms)"},
-		{"jest: ✕ beats earlier FAIL file line", "test", "jest.txt", "test: ✕ adds (5 ms)"},
-		{"cargo test", "test", "cargo_test.txt", "test: test tests::adds ... FAILED"},
+		{"TAP from node --test", "test", "node_tap.txt", "test: not ok 2 - subtracts: a.test.js:4:1: Expected values to be strictly equal: 2 !== 1"},
+		{"node --test spec reporter ✖", "test", "node_spec.txt", "test: ✖ subtracts: a.test.js:4:1: AssertionError [ERR_ASSERTION]: Expected values to be strictly equal: 2 !== 1"},
+		{"jest: ● title, message and frame beat the earlier FAIL file line", "test", "jest.txt", "test: calc › adds: calc.test.js:4:42: expect(received).toBe(expected) // Object.is equality; Expected: 5; Received: -1"},
+		{"cargo test", "test", "cargo_test.txt", "test: tests::adds panicked at src/lib.rs:16:9: assertion `left == right` failed; left: -1; right: 5"},
 		{"compile gate reuses compiler patterns", "build", "rustc_color.txt", "build: error[E0063]: missing field `y` in initializer of `Point`"},
-		{"no failing line: exit status fallback", "lint", "make.txt", "lint: exit status 1"},
+		{"make: the recipe's complaint, not make's Error 2", "lint", "make.txt", "lint: ls: cannot access '/nonexistent-dir': No such file or directory"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -147,7 +149,7 @@ func TestGateSynthetic(t *testing.T) {
 		{"TAP subtest", "test", "TAP version 13\n    not ok 1 - inner\nnot ok 1 - outer\n", "x", "test: not ok 1 - inner"},
 		{"✗ marker", "e2e", "  ✓ loads\n  ✗ saves\n", "x", "e2e: ✗ saves"},
 		{"✘ marker", "e2e", "✘ saves\n", "x", "e2e: ✘ saves"},
-		{"jest suite line", "test", "● calc › adds\n", "x", "test: ● calc › adds"},
+		{"jest suite line", "test", "● calc › adds\n", "x", "test: calc › adds"},
 		{"go panic without test name", "test", "starting\npanic: boom\n\ngoroutine 1 [running]:\n", "x", "test: panic: boom"},
 		{"generic error line", "lint", "checking\nError: 3 problems\n", "exit status 1", "lint: Error: 3 problems"},
 		{"empty fallback uses last lines", "fmt", "a.go\nb.go\n", "", "fmt: a.go | b.go"},
@@ -161,6 +163,16 @@ func TestGateSynthetic(t *testing.T) {
 			require.Equal(t, tc.want, Gate(tc.kind, []byte(tc.in), tc.fallback))
 		})
 	}
+}
+
+// A script's last word is read at the real end of its output, past the
+// 4 MiB that are searched for failures.
+func TestGateLastWordOfHugeOutput(t *testing.T) {
+	t.Parallel()
+	filler := strings.Repeat("checking something\n", scanLimit/19+1)
+	out := []byte(filler + "smoke: GET /api/users returned 503\n")
+	require.Greater(t, len(out), scanLimit)
+	require.Equal(t, "smoke: smoke: GET /api/users returned 503", Gate("smoke", out, "exit status 1"))
 }
 
 func TestGateCutsWholeSummary(t *testing.T) {
@@ -198,5 +210,15 @@ func BenchmarkCompileNoMatch(b *testing.B) {
 	b.SetBytes(int64(len(out)))
 	for b.Loop() {
 		Compile(out)
+	}
+}
+
+// BenchmarkGateNoMatch: a 4 MiB gate log in which no family and no rule
+// finds anything, so every family reads every line.
+func BenchmarkGateNoMatch(b *testing.B) {
+	out := []byte(strings.Repeat("ok  \texample.com/pkg/sub\t0.012s\n", scanLimit/32))
+	b.SetBytes(int64(len(out)))
+	for b.Loop() {
+		Gate("test", out, "exit status 1")
 	}
 }

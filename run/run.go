@@ -57,6 +57,14 @@ type Gate struct {
 	// StartedAt and FinishedAt are zero until the gate starts and ends; a
 	// gate blocked before it started has neither.
 	StartedAt, FinishedAt time.Time
+	// Tests counts the test cases of the gate's JUnit report; nil when the
+	// gate has no report: none configured, or none written.
+	Tests *Tests `json:"-"`
+}
+
+// Tests counts a gate's test cases by outcome (an error counts as failed).
+type Tests struct {
+	Passed, Failed, Skipped int
 }
 
 // Run is one rebuild of the pipeline.

@@ -324,6 +324,7 @@ func (s *Store) setFields(ctx context.Context, what string, id int64, pairs ...s
 // ARGV[4] run id
 // ARGV[5] events channel
 // ARGV[6] now (RFC 3339)
+// ARGV[7] test counts of its report, "passed failed skipped" ("" for none)
 //
 // Returns {-1} no such run, {0} run is terminal, else {1, kind, encoded
 // gate, kind, encoded gate, ...} with the run's gates after the write.
@@ -338,7 +339,7 @@ if ARGV[2] ~= "" then
   if ARGV[2] ~= BLOCKED and started == "" then started = ARGV[6] end
   if started ~= "" then finished = ARGV[6] end
 end
-local v = table.concat({ARGV[2], ARGV[3], ARGV[4], started, finished}, GATE_SEP)
+local v = table.concat({ARGV[2], ARGV[3], ARGV[4], started, finished, ARGV[7]}, GATE_SEP)
 redis.call("HSET", KEYS[1], field, v)
 redis.call("HSET", KEYS[2], ARGV[1], v)
 redis.call("PUBLISH", ARGV[5], ARGV[4])
@@ -360,7 +361,7 @@ return out
 func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g run.Gate) (Outcome, []run.Gate, error) {
 	o, pairs, err := guardedPairs("set gate of", id, gateScript.Run(ctx, s.rdb,
 		[]string{s.keys.Run(id), s.keys.TierGates(tier, version)},
-		g.Kind, string(g.Status), g.LogRef, id, s.keys.Events(), s.stamp()))
+		g.Kind, string(g.Status), g.LogRef, id, s.keys.Events(), s.stamp(), encodeTests(g.Tests)))
 	if err != nil || o != Applied {
 		return o, nil, err
 	}

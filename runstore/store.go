@@ -225,10 +225,12 @@ func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
 	return r
 }
 
-// A gate is stored as "status\tlog_ref\trun_id\tstarted_at\tfinished_at"
-// (gateScript writes it; older runs have only the first three parts).
+// A gate is stored as
+// "status\tlog_ref\trun_id\tstarted_at\tfinished_at\ttests" (gateScript
+// writes it; older runs have only the first three or five parts), tests as
+// encodeTests writes them.
 func decodeGate(kind, v string) run.Gate {
-	parts := strings.SplitN(v, gateValSep, 5)
+	parts := strings.SplitN(v, gateValSep, 6)
 	g := run.Gate{Kind: kind, Status: run.GateStatus(parts[0])}
 	if len(parts) > 1 {
 		g.LogRef = parts[1]
@@ -240,7 +242,27 @@ func decodeGate(kind, v string) run.Gate {
 		g.StartedAt, _ = time.Parse(time.RFC3339Nano, parts[3])
 		g.FinishedAt, _ = time.Parse(time.RFC3339Nano, parts[4])
 	}
+	if len(parts) > 5 {
+		g.Tests = decodeTests(parts[5])
+	}
 	return g
+}
+
+// encodeTests writes a gate's test counts as "passed failed skipped", ""
+// for a gate without a report.
+func encodeTests(t *run.Tests) string {
+	if t == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d %d %d", t.Passed, t.Failed, t.Skipped)
+}
+
+func decodeTests(s string) *run.Tests {
+	var t run.Tests
+	if _, err := fmt.Sscanf(s, "%d %d %d", &t.Passed, &t.Failed, &t.Skipped); err != nil {
+		return nil
+	}
+	return &t
 }
 
 // A phase entered is stored as "started_at\tworker\tlog_ref".

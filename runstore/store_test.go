@@ -639,3 +639,30 @@ func TestPhasesRecorded(t *testing.T) {
 		require.Equal(t, t0.Add(3*time.Second), r.Phases[1].FinishedAt, "the last phase ends with the run")
 	})
 }
+
+// A gate's report counts are kept with its status, in the run and in its
+// tier's results; a gate without a report has none.
+func TestGateTests(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
+		counts := &run.Tests{Passed: 41, Failed: 2, Skipped: 3}
+		for _, g := range []run.Gate{
+			{Kind: "unit", Status: run.GateRunning},
+			{Kind: "unit", Status: run.GateFailed, Tests: counts},
+			{Kind: "lint", Status: run.GatePassed},
+		} {
+			_, _, err := b.store.SetGate(ctx, id, "host", "1.0", g)
+			require.NoError(t, err)
+		}
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Len(t, r.Gates, 2)
+		require.Nil(t, r.Gates[0].Tests, "lint has no report")
+		require.Equal(t, counts, r.Gates[1].Tests)
+		tier, err := b.store.TierGates(ctx, "host", "1.0")
+		require.NoError(t, err)
+		require.Equal(t, counts, tier[1].Tests)
+	})
+}

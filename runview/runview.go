@@ -16,6 +16,14 @@ type Gate struct {
 	LogRef     *string `json:"log_ref"`
 	StartedAt  *string `json:"started_at"`  // null until it starts; a gate blocked before it started never does
 	FinishedAt *string `json:"finished_at"` // null until it ends
+	Tests      *Tests  `json:"tests"`       // null unless the gate wrote its JUnit report
+}
+
+// Tests counts a gate's test cases, from the JUnit report it wrote.
+type Tests struct {
+	Passed  int `json:"passed"`
+	Failed  int `json:"failed"`
+	Skipped int `json:"skipped"`
 }
 
 // Run is the run view: GET /runs/{id}, and the body of a webhook.
@@ -118,6 +126,9 @@ func Gates(gates []run.Gate) []Gate {
 		out[i] = Gate{
 			Kind: g.Kind, Status: Nullable(string(g.Status)), LogRef: Nullable(g.LogRef),
 			StartedAt: Time(g.StartedAt), FinishedAt: Time(g.FinishedAt),
+		}
+		if g.Tests != nil {
+			out[i].Tests = &Tests{Passed: g.Tests.Passed, Failed: g.Tests.Failed, Skipped: g.Tests.Skipped}
 		}
 	}
 	return out

@@ -497,8 +497,13 @@ func readForSummary(path string) ([]byte, error) {
 func (r *Runner) gate(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
 	g, _ := j.p.GateByKind(s.Gate) // steps.Resolve checked it is one
 	ref := datadir.LogRef(cur.ID, s.Name())
+	var tests *run.Tests // this gate's report counts, once it has ended
 	record := func(st run.GateStatus, kind, logRef string) ([]run.Gate, error) {
-		o, gates, err := j.store.SetGate(ctx, cur.ID, j.p.Tier, cur.Version, run.Gate{Kind: kind, Status: st, LogRef: logRef})
+		g := run.Gate{Kind: kind, Status: st, LogRef: logRef}
+		if kind == s.Gate {
+			g.Tests = tests
+		}
+		o, gates, err := j.store.SetGate(ctx, cur.ID, j.p.Tier, cur.Version, g)
 		if err == nil && o == runstore.Finished {
 			return nil, errSettled // canceled, superseded or failed since the phase began
 		}
@@ -514,6 +519,11 @@ func (r *Runner) gate(ctx context.Context, j *job, cur *run.Run, s steps.Step) v
 			status = run.GatePassed
 		}
 		r.Metrics.Gate(g.Kind, string(status), res.Duration)
+	}
+	var report *headline.Report
+	if err == nil && !res.Canceled && g.Report != "" {
+		report = r.readGateReport(cur, g.Kind, g.Report)
+		tests = testsOf(report)
 	}
 	switch {
 	case err != nil:
@@ -547,5 +557,24 @@ func (r *Runner) gate(ctx context.Context, j *job, cur *run.Run, s steps.Step) v
 	if res.TimedOut {
 		return verdict{failure: g.Kind + ": " + res.Describe(g.Timeout)}
 	}
+	if report != nil && report.First != "" {
+		// The report names the failing test as the runner recorded it;
+		// the log may hold only a progress line for it.
+		return verdict{failure: headline.Truncate(g.Kind + ": " + report.First)}
+	}
 	return verdict{failure: headline.Gate(g.Kind, out, res.Describe(g.Timeout))}
+}
+
+// readGateReport reads the JUnit reports the gate wrote (see gateReport).
+// A report that cannot be read never fails the gate: the gate's exit
+// status judges it; what was left out is logged.
+func (r *Runner) readGateReport(cur *run.Run, kind, pattern string) *headline.Report {
+	rep, skipped, err := gateReport(r.Layout.Worktree(cur.ID), pattern)
+	if err != nil {
+		skipped = append(skipped, err)
+	}
+	for _, e := range skipped {
+		r.Logger.Warn("gate report not read", "run_id", cur.ID, "gate", kind, "report", pattern, "err", e)
+	}
+	return rep
 }

@@ -1,0 +1,3 @@
+package gobuild
+
+func Two() int { return 2 }

@@ -1,0 +1,9 @@
+package gobuild
+
+import "testing"
+
+func TestTwo(t *testing.T) {
+	if Two() != missing {
+		t.Fatal("two")
+	}
+}
