@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -93,4 +94,55 @@ func TestCredentialsNeverOnTheCommandLine(t *testing.T) {
 	err = <-done
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), pass, "nor in the error, which may become a failure summary")
+}
+
+// A repository behind HTTP Basic auth, served by git's own http-backend:
+// the fetch with the URL's credentials succeeds, through the git cache and
+// without, and afterwards no file a build can read, the worktree's .git,
+// the mirror's config and FETCH_HEAD included, holds the password (git
+// keeps the URL only with its credentials taken out, and Sando's mirror
+// config names no URL).
+func TestCredentialsLeaveNoTraceOnDisk(t *testing.T) {
+	t.Parallel()
+	const pass = "pw-marker-2b8e41"
+	backend := filepath.Join(strings.TrimSpace(sh(t, t.TempDir(), "--exec-path")), "git-http-backend")
+	if _, err := os.Stat(backend); err != nil {
+		t.Skipf("no git-http-backend: %v", err)
+	}
+	src, _, second := repo(t)
+	root := t.TempDir()
+	sh(t, root, "clone", "-q", "--bare", src, "app.git")
+	cgiHandler := &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, pw, ok := r.BasicAuth(); !ok || user != "ci" || pw != pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		cgiHandler.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	url := strings.Replace(srv.URL, "http://", "http://ci:"+pass+"@", 1) + "/app.git"
+
+	for _, cache := range []string{"", t.TempDir()} {
+		dir := filepath.Join(t.TempDir(), "wt")
+		got, err := Fetch(context.Background(), Options{Repo: url, Dir: dir, Cache: cache, Env: os.Environ(), Timeout: 20 * time.Second},
+			Want{Ref: "main"})
+		require.NoError(t, err, "cache %q", cache)
+		require.Equal(t, second, got)
+		for _, tree := range []string{dir, cache} {
+			if tree == "" {
+				continue
+			}
+			require.NoError(t, filepath.WalkDir(tree, func(path string, d os.DirEntry, err error) error {
+				if err != nil || !d.Type().IsRegular() {
+					return err
+				}
+				b, err := os.ReadFile(path)
+				require.NoError(t, err)
+				require.False(t, bytes.Contains(b, []byte(pass)), "the password is in %s", path)
+				return nil
+			}))
+		}
+	}
 }
