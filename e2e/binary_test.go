@@ -23,14 +23,14 @@ var builds sync.Map // package → func() (string, error), built once per test b
 func buildCmd(t *testing.T, pkg string) string {
 	t.Helper()
 	build, _ := builds.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
-		dir, err := os.MkdirTemp("", "sando-e2e-bin")
+		dir, err := os.MkdirTemp("", "sando-e2e-bin") //nolint:usetesting // built once for every test of the binary, so it must outlive the first
 		if err != nil {
 			return "", err
 		}
 		bin := filepath.Join(dir, filepath.Base(pkg))
 		out, err := exec.Command("go", "build", "-o", bin, "sando/"+pkg).CombinedOutput()
 		if err != nil {
-			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}
 		return bin, nil
 	}))
