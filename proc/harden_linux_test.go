@@ -74,7 +74,7 @@ func TestHarden(t *testing.T) {
 // can reach (the test's own temporary directories are private).
 func reachableCopy(t *testing.T, path string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sando-proc-test-")
+	dir, err := os.MkdirTemp("", "sando-proc-test-") //nolint:usetesting // t.TempDir is below a private directory another user cannot enter
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
