@@ -93,7 +93,6 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-
 // Load reads and validates the pipeline file at path. Relative local repo
 // paths are resolved against the file's directory, not the working directory,
 // so the file means the same thing wherever sando is started from.
