@@ -70,7 +70,7 @@ func (a *testAPI) store(name string) *runstore.Store { return runstore.New(a.rdb
 
 func (a *testAPI) do(method, path, body string, header ...string) (*http.Response, string) {
 	a.t.Helper()
-	req, err := http.NewRequest(method, a.url+path, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), method, a.url+path, strings.NewReader(body))
 	require.NoError(a.t, err)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
