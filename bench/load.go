@@ -80,7 +80,7 @@ func httpLoad(ctx context.Context, addr, path string, conns int, warm, dur time.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := new(net.Dialer).DialContext(context.Background(), "tcp", addr)
+			c, err := new(net.Dialer).DialContext(ctx, "tcp", addr)
 			if err != nil {
 				errs.Add(1)
 				firstErr.CompareAndSwap(nil, err)
