@@ -167,7 +167,7 @@ func Main(program string, run func(context.Context, config.Config, *slog.Logger)
 
 // serveOps serves a worker's /metrics and /healthz on addr.
 func serveOps(addr string, p *Parts, log *slog.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("SANDO_WORKER_ADDR=%q: %w", addr, err)}
 	}

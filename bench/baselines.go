@@ -104,10 +104,11 @@ func (nopLogger) Warn(...any)  {}
 func (nopLogger) Error(...any) {}
 func (nopLogger) Fatal(...any) {}
 
-// startChains runs servers asynq servers of conc each on queue, polling
-// every interval (0: asynq's default, 1 s); links do no work.
-func startChains(addr, queue string, servers, conc int, interval time.Duration, length int) (*chains, error) {
-	return startChainsWith(addr, chainConfig{Layout: oneQueue(queue), Servers: servers, Concurrency: conc, Interval: interval, Length: length})
+// startChains runs servers asynq servers of conc each on chainQueue,
+// polling every interval (0: asynq's default, 1 s), for chains of 4
+// links; links do no work.
+func startChains(addr string, servers, conc int, interval time.Duration) (*chains, error) {
+	return startChainsWith(addr, chainConfig{Layout: oneQueue(chainQueue), Servers: servers, Concurrency: conc, Interval: interval, Length: 4})
 }
 
 // startChainsWith runs cfg.Servers asynq servers on cfg.Layout's queues.
@@ -409,7 +410,7 @@ func ginBaseline() error {
 		c.JSON(http.StatusOK, runview.Of(run))
 	})
 	r.GET("/static", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", static) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}

@@ -82,7 +82,7 @@ func (b *bench) latency(ctx context.Context) error {
 		if err := b.redis.Flush(ctx); err != nil {
 			return err
 		}
-		ch, err := startChains(b.redis.Addr, chainQueue, 1, o.Concurrency, o.PollInterval, 4)
+		ch, err := startChains(b.redis.Addr, 1, o.Concurrency, o.PollInterval)
 		if err != nil {
 			return err
 		}
@@ -102,7 +102,7 @@ func (b *bench) latency(ctx context.Context) error {
 		b.logf("rep %d p50: sando %.1f ms, bare chain %.1f ms, floor %.1f ms", rep+1,
 			last(sando[0]), last(chain[0]), last(floorV[0]))
 	}
-	chd, err := startChains(b.redis.Addr, chainQueue, 1, o.Concurrency, 0, 4)
+	chd, err := startChains(b.redis.Addr, 1, o.Concurrency, 0)
 	if err != nil {
 		return err
 	}
@@ -213,7 +213,7 @@ func (b *bench) throughput(ctx context.Context) error {
 			if err := b.redis.Flush(ctx); err != nil {
 				return err
 			}
-			ch, err := startChains(b.redis.Addr, chainQueue, workers, o.Concurrency, o.PollInterval, 4)
+			ch, err := startChains(b.redis.Addr, workers, o.Concurrency, o.PollInterval)
 			if err != nil {
 				return err
 			}
@@ -306,7 +306,7 @@ func (b *bench) monitorPass(ctx context.Context, n int) (sando, chain monitorCou
 	if merr != nil {
 		return sando, chain, merr
 	}
-	ch, err := startChains(b.redis.Addr, chainQueue, 1, o.Concurrency, o.PollInterval, 4)
+	ch, err := startChains(b.redis.Addr, 1, o.Concurrency, o.PollInterval)
 	if err != nil {
 		return sando, chain, err
 	}
@@ -680,7 +680,7 @@ func (b *bench) longPoll(ctx context.Context) error {
 
 		t0 := time.Now()
 		if o, _, err := store.SetPhase(ctx, id, phases[rep], "", runstore.Where{}, ""); err != nil || o != runstore.Applied {
-			return fmt.Errorf("move run to %s: %v %v", phases[rep], o, err)
+			return fmt.Errorf("move run to %s: %v %v", phases[rep], o, err) //nolint:errorlint // err may be nil here (the answer was wrong), so it is only printed
 		}
 		if err := wait(60 * time.Second); err != nil {
 			return err
@@ -747,7 +747,7 @@ func (b *bench) footprint(ctx context.Context) error {
 			return err
 		}
 		if v, _, err := a.WaitUntil(ctx, id, time.Minute, terminal); err != nil || v.Result != "passed" {
-			return fmt.Errorf("run %d: %v %v", id, v, err)
+			return fmt.Errorf("run %d: %v %v", id, v, err) //nolint:errorlint // err may be nil here (the answer was wrong), so it is only printed
 		}
 	}
 	time.Sleep(settle)
@@ -829,7 +829,7 @@ func (b *bench) footprint(ctx context.Context) error {
 	aqRSS := aq.RSS()
 	aq.Stop()
 	one := value{Unit: "cmds/s"}
-	ch, err := startChains(b.redis.Addr, chainQueue, 1, o.Concurrency, o.PollInterval, 4)
+	ch, err := startChains(b.redis.Addr, 1, o.Concurrency, o.PollInterval)
 	if err != nil {
 		return err
 	}

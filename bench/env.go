@@ -225,7 +225,7 @@ func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
@@ -259,7 +259,7 @@ func describeMachine(ctx context.Context, r *redisServer) machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
-	if out, err := exec.Command("git", "--version").Output(); err == nil {
+	if out, err := exec.CommandContext(context.Background(), "git", "--version").Output(); err == nil {
 		m.Git = strings.TrimPrefix(strings.TrimSpace(string(out)), "git version ")
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
@@ -316,7 +316,7 @@ func buildBinaries(ctx context.Context, root, out string) (api, worker string, e
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out+string(filepath.Separator), "./cmd/api", "./cmd/worker")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("go build ./cmd/api ./cmd/worker: %v\n%s", err, b)
+		return "", "", fmt.Errorf("go build ./cmd/api ./cmd/worker: %w\n%s", err, b)
 	}
 	return filepath.Join(out, "api"), filepath.Join(out, "worker"), nil
 }
@@ -339,13 +339,13 @@ func makeRepo(dir string) (string, error) {
 		{"add", "-A"},
 		{"-c", "user.email=bench@example.com", "-c", "user.name=bench", "commit", "-q", "-m", "initial"},
 	} {
-		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", dir}, args...)...)
 		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("git %v: %v: %s", args, err, b)
+			return "", fmt.Errorf("git %v: %w: %s", args, err, b)
 		}
 	}
-	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	out, err := exec.CommandContext(context.Background(), "git", "-C", dir, "rev-parse", "HEAD").Output()
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -430,7 +430,7 @@ func startProc(name, bin string, args, env []string, logPath string, ready func(
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.CommandContext(context.Background(), bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = logf
 	stderr, err := cmd.StderrPipe()
@@ -474,7 +474,7 @@ func startProc(name, bin string, args, env []string, logPath string, ready func(
 		return p, nil
 	case <-p.done:
 		b, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("%s exited before it was ready (%v); log:\n%s", name, p.err, tail(string(b), 2000))
+		return nil, fmt.Errorf("%s exited before it was ready (%v); log:\n%s", name, p.err, tail(string(b), 2000)) //nolint:errorlint // p.err is nil after a clean exit, so it is only printed
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		<-p.done
@@ -656,7 +656,7 @@ type monitorCounts struct {
 // Monitor starts counting; stop ends it and returns the counts minus
 // what the bench itself sent meanwhile.
 func (s *redisServer) Monitor(ctx context.Context) (stop func() monitorCounts, err error) {
-	c, err := net.Dial("tcp", s.Addr)
+	c, err := new(net.Dialer).DialContext(ctx, "tcp", s.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -667,7 +667,7 @@ func (s *redisServer) Monitor(ctx context.Context) (stop func() monitorCounts, e
 	}
 	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
 		c.Close()
-		return nil, fmt.Errorf("MONITOR: %q %v", line, err)
+		return nil, fmt.Errorf("MONITOR: %q %v", line, err) //nolint:errorlint // err is nil when the reply was wrong, so it is only printed
 	}
 	own0 := s.own.snapshot()
 	out := monitorCounts{Client: cmdStats{}, Lua: cmdStats{}, Dequeues: cmdStats{}}

@@ -31,7 +31,7 @@ func notifyTerm(ch chan os.Signal) { signal.Notify(ch, syscall.SIGTERM, syscall.
 // sandoWithPprof is Sando's API or worker, exactly as cmd/ runs it, plus
 // net/http/pprof on BENCH_PPROF_ADDR: what the bench profiles.
 func sandoWithPprof(role string) error {
-	ln, err := net.Listen("tcp", os.Getenv("BENCH_PPROF_ADDR"))
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", os.Getenv("BENCH_PPROF_ADDR"))
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func httpLoad(ctx context.Context, addr, path string, conns int, warm, dur time.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.Dial("tcp", addr)
+			c, err := new(net.Dialer).DialContext(ctx, "tcp", addr)
 			if err != nil {
 				errs.Add(1)
 				firstErr.CompareAndSwap(nil, err)

@@ -98,7 +98,7 @@ func (b *bench) profileWorst(ctx context.Context) error {
 		for _, mode := range [][]string{{"-top", "-nodecount=18"}, {"-top", "-cum", "-nodecount=18"}} {
 			out, err := exec.CommandContext(ctx, "go", append(append([]string{"tool", "pprof"}, mode...), profs[n])...).CombinedOutput()
 			if err != nil {
-				return fmt.Errorf("go tool pprof: %v: %s", err, out)
+				return fmt.Errorf("go tool pprof: %w: %s", err, out)
 			}
 			fmt.Fprintf(&sb, "\n`%s` (%s):\n\n```\n%s```\n", n, strings.Join(mode, " "), trimPprof(string(out)))
 		}

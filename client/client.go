@@ -490,7 +490,7 @@ func (c *Client) backoff(n int) time.Duration {
 		d *= 2
 	}
 	d = min(d, hi)
-	return d - time.Duration(mrand.Int64N(int64(d)/4+1))
+	return d - time.Duration(mrand.Int64N(int64(d)/4+1)) //nolint:gosec // jitter spreads retries; nothing about it must be unguessable
 }
 
 // retryAfter reads a Retry-After header: seconds (fractions accepted) or

@@ -48,7 +48,7 @@ func fast(url string) *Client {
 func TestClientRetries503ThenSucceeds(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if calls.Add(1) <= 2 {
 			problem(w, http.StatusServiceUnavailable, "the run store (Redis) is unreachable; retry shortly")
 			return
@@ -75,7 +75,7 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var times []time.Time
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		times = append(times, time.Now())
 		n := len(times)
@@ -102,7 +102,7 @@ func TestClientHonoursRetryAfter(t *testing.T) {
 func TestClientGivesUpAsUnavailable(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		problem(w, http.StatusBadGateway, "upstream down")
 	}))
@@ -119,7 +119,7 @@ func TestClientGivesUpAsUnavailable(t *testing.T) {
 
 	// A Retry-After past the budget: no point waiting for it.
 	calls.Store(0)
-	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		w.Header().Set("Retry-After", "120")
 		problem(w, http.StatusServiceUnavailable, "later")
@@ -134,7 +134,7 @@ func TestClientGivesUpAsUnavailable(t *testing.T) {
 
 func TestClientConnectionRefusedUntilDeadline(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
@@ -351,7 +351,7 @@ func TestClientWatchFollowsToTheEnd(t *testing.T) {
 func TestClientWatchDoesNotBusyLoop(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		calls.Add(1)
 		io.WriteString(w, view("compiling", "building")) // no ETag at all
 	}))

@@ -1,6 +1,7 @@
 package datadir
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -41,7 +42,7 @@ func FuzzOpenLog(f *testing.F) {
 	secretSt, err := os.Stat(secret)
 	must(err)
 	var inside []os.FileInfo // the regular files in the root, links not followed
-	must(filepath.WalkDir(l.LogsRoot(), func(p string, d fs.DirEntry, err error) error {
+	must(filepath.WalkDir(l.LogsRoot(), func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			st, err := d.Info()
 			inside = append(inside, st)
@@ -61,7 +62,7 @@ func FuzzOpenLog(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ref string) {
 		lf, err := l.OpenLog(ref)
 		if err != nil {
-			if err != ErrBadRef {
+			if !errors.Is(err, ErrBadRef) {
 				t.Fatalf("OpenLog(%q): error %v, want ErrBadRef", ref, err)
 			}
 			return

@@ -23,14 +23,14 @@ var builds sync.Map // package → func() (string, error), built once per test b
 func buildCmd(t *testing.T, pkg string) string {
 	t.Helper()
 	build, _ := builds.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
-		dir, err := os.MkdirTemp("", "sando-e2e-bin")
+		dir, err := os.MkdirTemp("", "sando-e2e-bin") //nolint:usetesting // built once for every test of the binary, so it must outlive the first
 		if err != nil {
 			return "", err
 		}
 		bin := filepath.Join(dir, filepath.Base(pkg))
-		out, err := exec.Command("go", "build", "-o", bin, "sando/"+pkg).CombinedOutput()
+		out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "sando/"+pkg).CombinedOutput()
 		if err != nil {
-			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}
 		return bin, nil
 	}))
@@ -108,7 +108,7 @@ func TestConfigErrorAtStartup(t *testing.T) {
 	bin := buildCmd(t, "cmd/api")
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "sando.yaml"), []byte("repo: /tmp/x\nbuild: make\ngates:\n  - kind: unit\n    run: make test\n    timeout: ten minutes\n"), 0o644))
-	cmd := exec.Command(bin)
+	cmd := exec.CommandContext(context.Background(), bin)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "REDIS_URL=", "SANDO_ADDR=127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
@@ -118,7 +118,7 @@ func TestConfigErrorAtStartup(t *testing.T) {
 	require.Contains(t, string(out), "sando-api: config: ./sando.yaml: gates[0].timeout: \"ten minutes\" is not a duration (e.g. 10m, 90s)\n")
 	require.Equal(t, 2, ee.ExitCode())
 
-	cmd = exec.Command(bin)
+	cmd = exec.CommandContext(context.Background(), bin)
 	cmd.Env = append(os.Environ(), "SANDO_CONCURRENCY=lots")
 	out, err = cmd.CombinedOutput()
 	require.ErrorAs(t, err, &ee)

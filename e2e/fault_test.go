@@ -141,7 +141,7 @@ func (f *fleet) startWorker(name string) *binProc {
 // ready appears in its JSON log.
 func (f *fleet) start(name, bin, ready string) *binProc {
 	f.t.Helper()
-	cmd := exec.Command(bin)
+	cmd := exec.CommandContext(context.Background(), bin)
 	cmd.Env = f.env
 	return f.startCmd(name, cmd, ready)
 }
@@ -215,6 +215,7 @@ func (p *binProc) waitExit(d time.Duration) error {
 
 // killLater makes sure a build process a test provoked dies with the test.
 func killLater(t *testing.T, pids ...int) {
+	t.Helper()
 	t.Cleanup(func() {
 		for _, pid := range pids {
 			if pid > 1 {
@@ -236,6 +237,7 @@ func readPIDFile(t *testing.T, path string) int {
 
 // asynqOf opens an asynq client and inspector on the fleet's Redis.
 func asynqOf(t *testing.T, opt asynq.RedisConnOpt) (*asynq.Client, *asynq.Inspector) {
+	t.Helper()
 	c, i := asynq.NewClient(opt), asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = c.Close(); _ = i.Close() })
 	return c, i
@@ -436,7 +438,7 @@ func TestRedisRestartMidRun(t *testing.T) {
 	impatient := &http.Client{Timeout: 3 * time.Second, Transport: validating(http.DefaultTransport)}
 	call := func(method, path string) {
 		t.Helper()
-		req, err := http.NewRequest(method, f.base+path, nil)
+		req, err := http.NewRequestWithContext(context.Background(), method, f.base+path, nil)
 		require.NoError(t, err)
 		start := time.Now()
 		resp, err := impatient.Do(req)
@@ -581,7 +583,7 @@ func TestRedisHungMidRun(t *testing.T) {
 // with Retry-After, not a 500.
 func TestRedisLoadingAnswers503(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ln.Close() })
 	go func() {

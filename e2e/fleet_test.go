@@ -62,7 +62,7 @@ func TestFleetSharesOnlyRedis(t *testing.T) {
 	workers := map[string]*binProc{} // by data dir
 	for i := range 3 {
 		data := filepath.Join(dir, fmt.Sprintf("worker-%d", i))
-		cmd := exec.Command(buildCmd(t, "cmd/worker"))
+		cmd := exec.CommandContext(context.Background(), buildCmd(t, "cmd/worker"))
 		// No pipeline file: a worker builds from the definitions runs carry.
 		cmd.Env = append(append([]string(nil), f.env...), "SANDO_DATA_DIR="+data, "SANDO_CONFIG="+filepath.Join(dir, "none"))
 		workers[data] = f.startCmd(fmt.Sprintf("worker-%d", i), cmd, "worker started")

@@ -45,7 +45,7 @@ func newProject(t *testing.T, files map[string]string) *project {
 
 func (p *project) git(args ...string) string {
 	p.t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", p.dir, "-c", "user.email=t@example.com", "-c", "user.name=t"}, args...)...)
+	cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", p.dir, "-c", "user.email=t@example.com", "-c", "user.name=t"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(p.t, err, "git %v: %s", args, out)
 	return strings.TrimSpace(string(out))
@@ -211,7 +211,7 @@ func (r response) json(t *testing.T) map[string]any {
 
 func (s *stack) do(method, path string, body io.Reader, header map[string]string) response {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.base+path, body)
+	req, err := http.NewRequestWithContext(context.Background(), method, s.base+path, body)
 	require.NoError(s.t, err)
 	for k, v := range header {
 		req.Header.Set(k, v)

@@ -52,7 +52,7 @@ func TestETagAndLongPoll(t *testing.T) {
 	}
 	got := make(chan answer, 1)
 	go func() {
-		req, _ := http.NewRequest("GET", s.base+path+"?wait=30s", nil)
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", s.base+path+"?wait=30s", nil)
 		req.Header.Set("If-None-Match", etag)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -117,7 +117,7 @@ func TestWaitersShareOneSubscription(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("GET", s.base+path+"?wait=20s", nil)
+			req, _ := http.NewRequestWithContext(context.Background(), "GET", s.base+path+"?wait=20s", nil)
 			req.Header.Set("If-None-Match", etag)
 			resp, err := client.Do(req)
 			if err != nil {

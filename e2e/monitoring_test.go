@@ -51,7 +51,7 @@ var monClient = &http.Client{Timeout: 30 * time.Second}
 // mon sends one request to the console, outside the OpenAPI validator.
 func (s *stack) mon(method, path string, header map[string]string) response {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.base+path, nil)
+	req, err := http.NewRequestWithContext(context.Background(), method, s.base+path, nil)
 	require.NoError(s.t, err)
 	for k, v := range header {
 		req.Header.Set(k, v)
@@ -97,7 +97,7 @@ func monitoredStack(t *testing.T, o stackOpts) *stack {
 // completed task and none active, and the system queue exists; it also
 // returns what it saw.
 func settled(base string, header map[string]string, queues []string) (bool, string) {
-	req, err := http.NewRequest("GET", base+"/monitoring/api/queues", nil)
+	req, err := http.NewRequestWithContext(context.Background(), "GET", base+"/monitoring/api/queues", nil)
 	if err != nil {
 		return false, err.Error()
 	}
@@ -244,7 +244,7 @@ func TestMonitoringAuthAndReadOnly(t *testing.T) {
 	s := monitoredStack(t, stackOpts{token: token, monitoringReadOnly: true})
 	bearer := map[string]string{"Authorization": "Bearer " + token}
 	basic := func(user, pass string) map[string]string {
-		req, _ := http.NewRequest("GET", "/", nil)
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", "/", nil)
 		req.SetBasicAuth(user, pass)
 		return map[string]string{"Authorization": req.Header.Get("Authorization")}
 	}

@@ -407,7 +407,7 @@ func TestValidatorCatchesDrift(t *testing.T) {
 		{"the index without Vary", "GET", "/", 200,
 			http.Header{"Content-Type": {"application/json"}}, `{"pipelines":[]}`, "Vary"},
 	} {
-		req, err := http.NewRequest(tt.method, "http://sando.test"+tt.path, nil)
+		req, err := http.NewRequestWithContext(context.Background(), tt.method, "http://sando.test"+tt.path, nil)
 		require.NoError(t, err)
 		resp := &http.Response{StatusCode: tt.status, Header: tt.header}
 		_, err = checkExchange(req, nil, resp, []byte(tt.body))

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -166,7 +167,7 @@ func TestPipelineConfigErrorsAtStartup(t *testing.T) {
 		for name, body := range tc.files {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
 		}
-		cmd := exec.Command(bin)
+		cmd := exec.CommandContext(context.Background(), bin)
 		cmd.Env = append(os.Environ(), "REDIS_URL=", "SANDO_ADDR=127.0.0.1:0", "SANDO_CONFIG="+dir, "SANDO_DATA_DIR="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -89,7 +90,7 @@ func TestProcfileRuns(t *testing.T) {
 			copies = 2
 		}
 		for range copies {
-			cmd := exec.Command("sh", "-c", e.command)
+			cmd := exec.CommandContext(context.Background(), "sh", "-c", e.command)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "REDIS_URL="+redis.URL(), "SANDO_CONFIG="+cfgPath,
 				"SANDO_DATA_DIR="+dataDir, "PORT="+port, "SANDO_POLL_INTERVAL=10ms", "SANDO_SHUTDOWN_TIMEOUT=2s")
@@ -131,7 +132,7 @@ func TestProcfileRuns(t *testing.T) {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)

@@ -174,10 +174,10 @@ func waitPID(t *testing.T, path string) int {
 	return pid
 }
 
-func requireGone(t *testing.T, pid int, within time.Duration) {
+func requireGone(t *testing.T, pid int) {
 	t.Helper()
 	require.Eventually(t, func() bool { return syscall.Kill(pid, 0) != nil || isZombie(pid) },
-		within, 50*time.Millisecond, "build process %d still alive", pid)
+		10*time.Second, 50*time.Millisecond, "build process %d still alive", pid)
 }
 
 // isZombie: a killed process not yet reaped by init is as good as gone.
@@ -208,7 +208,7 @@ func TestSupersedeKillsOlderBuild(t *testing.T) {
 	m := s.get(fmt.Sprintf("/runs/%d", first)).json(t)
 	require.Equal(t, "aborted", m["result"])
 	require.Equal(t, "superseded by a newer /rebuild", m["failure_summary"])
-	requireGone(t, pid, 10*time.Second)
+	requireGone(t, pid)
 
 	second := int(body["run_id"].(float64))
 	require.Equal(t, "passed", s.waitTerminal(second)["result"])
@@ -229,7 +229,7 @@ func TestCancel(t *testing.T) {
 	m := r.json(t)
 	require.Equal(t, "aborted", m["result"])
 	require.Equal(t, "canceled", m["failure_summary"])
-	requireGone(t, pid, 10*time.Second)
+	requireGone(t, pid)
 
 	r = s.do("POST", fmt.Sprintf("/runs/%d/cancel", id), nil, nil)
 	require.Equal(t, http.StatusConflict, r.status)

@@ -299,7 +299,7 @@ func TestSandoctlWrongTokenExits4(t *testing.T) {
 
 func TestSandoctlUnreachableExits5(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	base := "http://" + ln.Addr().String()
 	require.NoError(t, ln.Close())

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -89,7 +90,7 @@ gates:
 			// and the pipeline file is the test's own and private: open them
 			// to nobody, as a real data dir is.
 			reachable(t, f.dataDir, proj.dir)
-			cmd := exec.Command(worker)
+			cmd := exec.CommandContext(context.Background(), worker)
 			cmd.Env = f.env
 			cmd.Dir = "/"
 			if tc.asNobody {
@@ -164,6 +165,7 @@ gates:
 
 // marker is a string found nowhere but where the test puts it.
 func marker(t *testing.T) string {
+	t.Helper()
 	b := make([]byte, 8)
 	_, err := rand.Read(b)
 	require.NoError(t, err)

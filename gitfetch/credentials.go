@@ -9,7 +9,7 @@ import (
 // reach a command line (which any local user can read in /proc/<pid>/cmdline)
 // nor a file: the URL git is given has no userinfo. git runs a helper that
 // starts with "!" through the shell, with "get", "store" or "erase".
-const credentialHelper = `!f() { test "$1" = get && printf 'username=%s\npassword=%s\n' "$SANDO_GIT_USERNAME" "$SANDO_GIT_PASSWORD"; }; f`
+const credentialHelper = `!f() { test "$1" = get && printf 'username=%s\npassword=%s\n' "$SANDO_GIT_USERNAME" "$SANDO_GIT_PASSWORD"; }; f` //nolint:gosec // no credential: a script printing the ones git's environment holds
 
 // splitCredentials returns repo without its userinfo, and the environment
 // that hands the user name and password to git through credentialHelper;

@@ -18,7 +18,7 @@ import (
 // sh runs git in dir and returns its trimmed output.
 func sh(t testing.TB, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.email=t@e", "-c", "user.name=t"}, args...)...)
+	cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", dir, "-c", "user.email=t@e", "-c", "user.name=t"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	return strings.TrimSpace(string(out))
@@ -128,7 +128,7 @@ func TestFetchCacheHitNeedsNoRepository(t *testing.T) {
 	// this lock until the timeout: only a checkout from the mirror works.
 	gone := src + ".gone"
 	require.NoError(t, os.Rename(src, gone))
-	t.Cleanup(func() { os.Rename(gone, src) })
+	t.Cleanup(func() { _ = os.Rename(gone, src) })
 	unlock, err := lock(context.Background(), filepath.Join(cache, mirrorName(src)+".lock"))
 	require.NoError(t, err)
 	defer unlock()
@@ -309,9 +309,9 @@ func TestFetchCacheMissingObject(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(m, "objects", "pack"), 0o755))
 	require.NoError(t, os.MkdirAll(filepath.Join(m, "objects", "info"), 0o755))
 	for _, obj := range []struct{ typ, id string }{{"commit", first}, {"tree", first + "^{tree}"}} {
-		body, err := exec.Command("git", "-C", src, "cat-file", obj.typ, obj.id).Output()
+		body, err := exec.CommandContext(context.Background(), "git", "-C", src, "cat-file", obj.typ, obj.id).Output()
 		require.NoError(t, err)
-		cmd := exec.Command("git", "-C", m, "hash-object", "-w", "-t", obj.typ, "--stdin")
+		cmd := exec.CommandContext(context.Background(), "git", "-C", m, "hash-object", "-w", "-t", obj.typ, "--stdin")
 		cmd.Stdin = strings.NewReader(string(body))
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, string(out))
@@ -370,7 +370,7 @@ func BenchmarkFetch(b *testing.B) {
 
 func tagObject(t *testing.T, dir, tag string) string {
 	t.Helper()
-	out, err := exec.Command("git", "-C", dir, "rev-parse", tag).Output()
+	out, err := exec.CommandContext(context.Background(), "git", "-C", dir, "rev-parse", tag).Output()
 	require.NoError(t, err)
 	return strings.TrimSpace(string(out))
 }

@@ -1,6 +1,7 @@
 package gitref
 
 import (
+	"context"
 	"errors"
 	"os/exec"
 	"regexp"
@@ -132,10 +133,11 @@ func sandoOnly(s string) bool {
 // gitAccepts runs the real git. ok is false when git cannot judge s: argv
 // cannot carry NUL, and git's option parser would eat a leading '-'.
 func gitAccepts(t testing.TB, s string) (accepted, ok bool) {
+	t.Helper()
 	if strings.HasPrefix(s, "-") || strings.Contains(s, "\x00") {
 		return false, false
 	}
-	err := exec.Command("git", "check-ref-format", "--allow-onelevel", s).Run()
+	err := exec.CommandContext(context.Background(), "git", "check-ref-format", "--allow-onelevel", s).Run()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -148,6 +150,7 @@ func gitAccepts(t testing.TB, s string) (accepted, ok bool) {
 }
 
 func requireGit(t testing.TB) {
+	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git not installed")
 	}

@@ -28,6 +28,7 @@ func checkSummary(t *testing.T, got string) {
 
 // seeds: the captured real outputs plus a few nasty shapes.
 func seeds(f *testing.F) [][]byte {
+	f.Helper()
 	out := [][]byte{
 		nil,
 		[]byte("\r\r\n\x1b[\x1b]8;;\x1b\\\x1b"),

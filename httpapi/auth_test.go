@@ -35,7 +35,7 @@ func TestTokens(t *testing.T) {
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	status := func(method, path, token string) int {
-		req, err := http.NewRequest(method, srv.URL+path, nil)
+		req, err := http.NewRequestWithContext(context.Background(), method, srv.URL+path, nil)
 		require.NoError(t, err)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -46,7 +47,7 @@ func BenchmarkGetFinishedRun(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(32)
 			b.RunParallel(func(pb *testing.PB) {
-				req := httptest.NewRequest(http.MethodGet, "/runs/1", nil)
+				req := httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/runs/1", nil)
 				for pb.Next() {
 					w := httptest.NewRecorder()
 					tc.h.ServeHTTP(w, req)

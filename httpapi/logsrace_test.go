@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,7 +19,7 @@ func TestLogsRace(t *testing.T) {
 	h := (&Server{Layout: l}).Handler()
 	lograce.Check(t, l, func(t *testing.T, ref string) ([]byte, bool) {
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/logs/"+ref, nil))
+		h.ServeHTTP(w, httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/logs/"+ref, nil))
 		switch w.Code {
 		case http.StatusOK:
 			return w.Body.Bytes(), true

@@ -19,7 +19,7 @@ import (
 )
 
 // getJSON answers path's JSON body, requiring status.
-func (a *testAPI) getJSON(path string, status int) map[string]any {
+func (a *testAPI) getJSON(path string, status int) map[string]any { //nolint:unparam // the status each read must answer, spelt out where it is read
 	a.t.Helper()
 	resp, body := a.do(http.MethodGet, path, "")
 	require.Equal(a.t, status, resp.StatusCode, "GET %s: %s", path, body)

@@ -19,7 +19,7 @@ func readsShareButNeverAnOlderOne(t *testing.T) {
 	b := newReads()
 	var state, fetches atomic.Int64
 	release := make(chan struct{})
-	fetch := func() (rendered, error) {
+	fetch := func() (rendered, error) { //nolint:unparam // the type reads.do takes
 		fetches.Add(1)
 		v := state.Load() // what "Redis" holds when the read starts
 		<-release
@@ -61,10 +61,10 @@ func TestReadsOfOtherRunsDoNotWait(t *testing.T) {
 	b := newReads()
 	block := make(chan struct{})
 	defer close(block)
-	go b.do(1, func() (rendered, error) { <-block; return rendered{}, nil })
+	go func() { _, _ = b.do(1, func() (rendered, error) { <-block; return rendered{}, nil }) }()
 	done := make(chan struct{})
 	go func() {
-		b.do(2, func() (rendered, error) { return rendered{}, nil })
+		_, _ = b.do(2, func() (rendered, error) { return rendered{}, nil })
 		close(done)
 	}()
 	select {

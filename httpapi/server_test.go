@@ -82,7 +82,7 @@ var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Reques
 
 func (a *testAPI) do(method, path, body string, header ...string) (*http.Response, string) {
 	a.t.Helper()
-	req, err := http.NewRequest(method, a.url+path, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), method, a.url+path, strings.NewReader(body))
 	require.NoError(a.t, err)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])

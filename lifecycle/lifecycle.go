@@ -45,7 +45,7 @@ type Lifecycle struct {
 	AfterSettle func(id int64)
 }
 
-// ErrNotEnqueued: the run was made but its first step could not be queued
+// ErrNotEnqueued means the run was made but its first step could not be queued
 // (Redis went away in between); the run is failed so it never waits for a
 // task that does not exist.
 var ErrNotEnqueued = errors.New("the first step could not be enqueued")
@@ -66,7 +66,7 @@ func (l *Lifecycle) Start(ctx context.Context, req runstore.CreateRequest) (Star
 	if created.Replayed {
 		if res, err := l.Store.Result(ctx, created.ID); err == nil && res == run.ResultBuilding {
 			if err := steps.EnqueueFirst(ctx, l.Queue, l.Pipeline, created.ID); err != nil {
-				return created, fmt.Errorf("%w: %v", ErrNotEnqueued, err)
+				return created, fmt.Errorf("%w: %v", ErrNotEnqueued, err) //nolint:errorlint // the status is ErrNotEnqueued's (503): the cause, say a caller's canceled context, is text only
 			}
 		}
 		return created, nil
@@ -79,7 +79,7 @@ func (l *Lifecycle) Start(ctx context.Context, req runstore.CreateRequest) (Star
 	if err := steps.EnqueueFirst(ctx, l.Queue, l.Pipeline, created.ID); err != nil {
 		// Never leave a run building with no task to move it.
 		_, _ = l.Fail(ctx, created.ID, "could not enqueue the fetch: "+err.Error())
-		return created, fmt.Errorf("%w: %v", ErrNotEnqueued, err)
+		return created, fmt.Errorf("%w: %v", ErrNotEnqueued, err) //nolint:errorlint // the status is ErrNotEnqueued's (503): the cause, say a caller's canceled context, is text only
 	}
 	return created, nil
 }

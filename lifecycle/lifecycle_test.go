@@ -72,7 +72,7 @@ func setup(t *testing.T, webhooks ...string) *testBundle {
 func (b *testBundle) finished(t *testing.T) []string {
 	t.Helper()
 	w := httptest.NewRecorder()
-	b.metrics.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	b.metrics.Handler().ServeHTTP(w, httptest.NewRequestWithContext(context.Background(), "GET", "/metrics", nil))
 	var out []string
 	for line := range strings.SplitSeq(w.Body.String(), "\n") {
 		if strings.HasPrefix(line, "sando_runs_finished_total{") {

@@ -69,6 +69,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, b *testBundle)) {
 }
 
 func newClient(t *testing.T, addr string, hooks []redis.Hook) redis.UniversalClient {
+	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	for _, h := range hooks {
 		c.AddHook(h)
@@ -158,15 +159,15 @@ func storedNow(rdb redis.UniversalClient, base string) (*logstore.Log, []byte, b
 	return l, b, true
 }
 
-// capped is what a log of input becomes under cap: all of it, or the
+// capped is what a log of input becomes under limit: all of it, or the
 // head, the marker and the tail.
-func capped(input []byte, cap int) []byte {
-	if len(input) <= cap {
+func capped(input []byte, limit int) []byte {
+	if len(input) <= limit {
 		return input
 	}
-	head, tail := cap/2, cap-cap/2
+	head, tail := limit/2, limit-limit/2
 	out := append([]byte{}, input[:head]...)
-	out = append(out, logstore.Marker(int64(len(input)-cap))...)
+	out = append(out, logstore.Marker(int64(len(input)-limit))...)
 	return append(out, input[len(input)-tail:]...)
 }
 

@@ -104,6 +104,7 @@ func TestCost(t *testing.T) {
 // warm is a client counting its commands in n, connected already: the
 // counts leave out the connection's handshake.
 func warm(t *testing.T, b *testBundle, n *counter) redis.UniversalClient {
+	t.Helper()
 	rdb := b.client(t, n)
 	require.NoError(t, rdb.Ping(context.Background()).Err())
 	n.n.Store(0)

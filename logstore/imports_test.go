@@ -1,6 +1,7 @@
 package logstore_test
 
 import (
+	"context"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 // Gin, nothing of Sando, so both the worker and the API can use it.
 func TestImportsOnlyStdlibAndRedis(t *testing.T) {
 	t.Parallel()
-	out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "sando/logstore").Output()
+	out, err := exec.CommandContext(context.Background(), "go", "list", "-f", `{{join .Imports "\n"}}`, "sando/logstore").Output()
 	require.NoError(t, err)
 	for _, imp := range strings.Fields(string(out)) {
 		first, _, _ := strings.Cut(imp, "/")

@@ -113,7 +113,7 @@ func TestRangeAndSeek(t *testing.T) {
 				l, err := logstore.Open(ctx, b.rdb, base("gate-unit"))
 				require.NoError(t, err)
 				require.Equal(t, done, l.Done)
-				req := httptest.NewRequest(http.MethodGet, "/logs/17/gate-unit.log", nil)
+				req := httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/logs/17/gate-unit.log", nil)
 				if r.header != "" {
 					req.Header.Set("Range", r.header)
 				}

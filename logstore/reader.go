@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrNotFound: there is no log under the base key (never written, or
+// ErrNotFound means there is no log under the base key (never written, or
 // deleted by retention).
 var ErrNotFound = errors.New("logstore: no such log")
 

@@ -37,7 +37,7 @@ func mountOn(t *testing.T, o Options) (*gin.Engine, *miniredis.Miniredis) {
 }
 
 func serve(r http.Handler, method, path string, auth func(*http.Request)) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(method, path, nil)
+	req := httptest.NewRequestWithContext(context.Background(), method, path, nil)
 	if auth != nil {
 		auth(req)
 	}

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,7 +29,7 @@ func TestHelperHarden(t *testing.T) {
 	}
 	after, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
 	require.NoError(t, err)
-	read, _ := exec.Command("sh", "-c", `cat /proc/$PPID/environ 2>&1`).Output()
+	read, _ := exec.CommandContext(context.Background(), "sh", "-c", `cat /proc/$PPID/environ 2>&1`).Output()
 	fmt.Printf("dumpable before=%d after=%d\nread: %s\n", before, after, read)
 }
 
@@ -58,7 +59,7 @@ func TestHarden(t *testing.T) {
 	} {
 		t.Run("harden="+tc.harden, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(bin, "-test.run=^TestHelperHarden$")
+			cmd := exec.CommandContext(context.Background(), bin, "-test.run=^TestHelperHarden$")
 			cmd.Dir = "/"
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PROC_HELPER_SECRET=hunter2-marker", "PROC_HELPER_HARDEN=" + tc.harden}
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -74,7 +75,7 @@ func TestHarden(t *testing.T) {
 // can reach (the test's own temporary directories are private).
 func reachableCopy(t *testing.T, path string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sando-proc-test-")
+	dir, err := os.MkdirTemp("", "sando-proc-test-") //nolint:usetesting // t.TempDir is below a private directory another user cannot enter
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))

@@ -162,7 +162,7 @@ func KillOrphans(log *slog.Logger, scope string) (killed int, err error) {
 			p, err := os.FindProcess(o.pid)
 			if err == nil {
 				err = withExact(o.pid, o.st.start, func() error { return p.Signal(syscall.SIGKILL) })
-				p.Release()
+				_ = p.Release() // only frees the handle; the signal's error is what counts
 			}
 			if err != nil {
 				if !exited(err) {

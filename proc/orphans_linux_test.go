@@ -69,7 +69,7 @@ func withoutOwner() []string {
 func TestKillOrphans(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	worker := exec.Command(os.Args[0], "-test.run=^TestHelperWorker$")
+	worker := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^TestHelperWorker$")
 	worker.Env = append(withoutOwner(), "PROC_HELPER_DIR="+dir, "PROC_HELPER_SCRIPT="+
 		// orphans of the worker: a background job, a group of two led by one
 		"sleep 300 & echo $! > bg\n"+
@@ -106,7 +106,7 @@ func TestKillOrphans(t *testing.T) {
 	waitExec(t, live, "sleep 300")
 	require.Equal(t, ownerID()+":"+currentScope(), readOwner(live))
 	// A process that never had the marker.
-	plain := exec.Command("sleep", "300")
+	plain := exec.CommandContext(context.Background(), "sleep", "300")
 	plain.Env = withoutOwner()
 	require.NoError(t, plain.Start())
 	t.Cleanup(func() { _ = plain.Process.Kill(); _ = plain.Wait() })
@@ -150,7 +150,7 @@ func TestKillOrphans(t *testing.T) {
 func TestKillOrphansSparesItself(t *testing.T) {
 	t.Parallel()
 	scope := t.TempDir()
-	self := exec.Command("sh", "-c", `"$0" -test.run='^TestHelperKillOrphans$'; exit $?`, os.Args[0])
+	self := exec.CommandContext(context.Background(), "sh", "-c", `"$0" -test.run='^TestHelperKillOrphans$'; exit $?`, os.Args[0])
 	self.Env = append(withoutOwner(), "PROC_HELPER_KILL_ORPHANS="+scope, fmt.Sprintf("%s=%d:0:%s", OwnerEnv, os.Getpid(), scope))
 	out, err := self.CombinedOutput()
 	require.NoError(t, err, "%s", out)

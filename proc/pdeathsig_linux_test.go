@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,7 +29,7 @@ func gone(pid int) bool {
 func TestChildDiesWithKilledWorker(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	worker := exec.Command(os.Args[0], "-test.run=^TestHelperWorker$")
+	worker := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^TestHelperWorker$")
 	worker.Env = append(os.Environ(), "PROC_HELPER_DIR="+dir,
 		"PROC_HELPER_SCRIPT=sleep 300 & echo $! > child; echo $$ > leader; wait")
 	require.NoError(t, worker.Start())

@@ -195,7 +195,7 @@ func TestCallsFailFastAndRecover(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond, "the clients never recovered")
 
 	// A server that accepts connections but never answers.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
 	go func() {
@@ -248,7 +248,7 @@ func TestAsynqClientsIgnoreCanceledContexts(t *testing.T) {
 func TestSetLogger(t *testing.T) {
 	var buf syncBuf
 	SetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close()) // nothing listens there now

@@ -11,6 +11,7 @@ import (
 // Phase is where a run is in the chain fetch → compile → stage → gate.
 type Phase string
 
+// The phases, in the order a run enters them.
 const (
 	PhaseQueued    Phase = "queued"
 	PhaseFetching  Phase = "fetching"
@@ -23,6 +24,7 @@ const (
 // Result is building until exactly one terminal write settles the run.
 type Result string
 
+// The results: building, then one of the three terminal ones.
 const (
 	ResultBuilding Result = "building"
 	ResultPassed   Result = "passed"
@@ -33,6 +35,7 @@ const (
 // GateStatus is empty while a gate is in flight (rendered as JSON null).
 type GateStatus string
 
+// The statuses of a gate.
 const (
 	GateRunning GateStatus = ""
 	GatePassed  GateStatus = "passed"

@@ -105,7 +105,7 @@ type Created struct {
 	Replayed bool
 }
 
-// ErrIdempotencyConflict: the key was used before with a different request.
+// ErrIdempotencyConflict means the key was used before with a different request.
 var ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
 
 // Create starts a run in phase queued, aborting older building runs.

@@ -28,11 +28,11 @@ var ErrNotFound = errors.New("run not found")
 type Outcome int
 
 const (
-	// Applied: the write took effect.
+	// Applied means the write took effect.
 	Applied Outcome = iota + 1
-	// Finished: the run is terminal; nothing changed.
+	// Finished means the run is terminal; nothing changed.
 	Finished
-	// Stale: the run is already in a later phase; nothing changed.
+	// Stale means the run is already in a later phase; nothing changed.
 	Stale
 )
 

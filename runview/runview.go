@@ -71,6 +71,8 @@ type Summary struct {
 	URL string `json:"url"`
 }
 
+// Deployed is a pipeline's last passed run in GET /state and
+// GET /pipelines, with its tier's gates for that version.
 type Deployed struct {
 	RunID      int64   `json:"run_id"`
 	SHA        string  `json:"sha"`
@@ -79,6 +81,8 @@ type Deployed struct {
 	Gates      []Gate  `json:"gates"`
 }
 
+// Build is a pipeline's newest run in GET /state and GET /pipelines,
+// with how long it has taken so far (or took).
 type Build struct {
 	RunID          int64      `json:"run_id"`
 	SHA            *string    `json:"sha"`
@@ -89,6 +93,8 @@ type Build struct {
 	ElapsedS       int64      `json:"elapsed_s"`
 }
 
+// State is the body of GET /state: what is deployed and what is
+// building; either is null while the pipeline has no such run.
 type State struct {
 	Deployed *Deployed `json:"deployed"`
 	Build    *Build    `json:"build"`
@@ -97,6 +103,7 @@ type State struct {
 // TimeLayout is RFC 3339 in UTC with milliseconds.
 const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
+// Time renders t in TimeLayout, or null for the zero time (not yet).
 func Time(t time.Time) *string {
 	if t.IsZero() {
 		return nil
@@ -105,6 +112,7 @@ func Time(t time.Time) *string {
 	return &s
 }
 
+// Nullable renders s, or null for the empty string (unknown yet).
 func Nullable(s string) *string {
 	if s == "" {
 		return nil
@@ -112,7 +120,8 @@ func Nullable(s string) *string {
 	return &s
 }
 
-// FailureSummary: failure_summary is null unless the run failed or aborted.
+// FailureSummary renders failure_summary: null unless the run failed or
+// aborted.
 func FailureSummary(r *run.Run) *string {
 	if r.Result != run.ResultFailed && r.Result != run.ResultAborted {
 		return nil
@@ -120,6 +129,7 @@ func FailureSummary(r *run.Run) *string {
 	return &r.FailureSummary
 }
 
+// Gates renders a run's gates, in order.
 func Gates(gates []run.Gate) []Gate {
 	out := make([]Gate, len(gates))
 	for i, g := range gates {
@@ -134,6 +144,7 @@ func Gates(gates []run.Gate) []Gate {
 	return out
 }
 
+// Of renders r as the run view.
 func Of(r *run.Run) Run {
 	started := ""
 	if s := Time(r.StartedAt); s != nil {
@@ -147,6 +158,10 @@ func Of(r *run.Run) Run {
 	}
 }
 
+// reusedFrom is the view's reused_from: the run whose gates a tree-reused
+// run carries, or null.
+// reusedFrom is the view's reused_from: the run a tree-reused run took
+// its gates from, or null.
 func reusedFrom(r *run.Run) *int64 {
 	if r.ReusedFrom == 0 {
 		return nil
@@ -154,6 +169,7 @@ func reusedFrom(r *run.Run) *int64 {
 	return &r.ReusedFrom
 }
 
+// SummaryOf renders r as an entry of GET /runs: the run view and its URL.
 func SummaryOf(r *run.Run) Summary {
 	return Summary{Run: Of(r), URL: "/runs/" + strconv.FormatInt(r.ID, 10)}
 }

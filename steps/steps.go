@@ -213,7 +213,7 @@ func DecodePayload(t *asynq.Task) (Payload, *Kind, error) {
 		return pl, nil, fmt.Errorf("unknown task type %q: %w", t.Type(), asynq.SkipRetry)
 	}
 	if err := json.Unmarshal(t.Payload(), &pl); err != nil {
-		return pl, nil, fmt.Errorf("undecodable payload: %v: %w", err, asynq.SkipRetry)
+		return pl, nil, fmt.Errorf("undecodable payload: %w: %w", err, asynq.SkipRetry)
 	}
 	if pl.RunID <= 0 {
 		return pl, nil, fmt.Errorf("payload without run_id: %w", asynq.SkipRetry)

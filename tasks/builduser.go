@@ -36,7 +36,9 @@ func BuildUser(ctx context.Context, nameOrUID string, layout datadir.Layout) (*p
 	if err != nil {
 		return nil, fmt.Errorf("SANDO_BUILD_USER=%q: %w", nameOrUID, err)
 	}
-	if euid := os.Geteuid(); euid != 0 && u.UID != uint32(euid) {
+	// Compared as int64, not through uint32(euid): an out-of-range euid
+	// (-1 off Unix) never wraps onto a real uid.
+	if euid := os.Geteuid(); euid != 0 && int64(u.UID) != int64(euid) {
 		return nil, fmt.Errorf("SANDO_BUILD_USER=%q: only a worker running as root can run builds as another user (this one runs as uid %d)", nameOrUID, euid)
 	}
 	// Not the worker's HOME: it holds what is the worker's own (git

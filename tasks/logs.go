@@ -12,9 +12,9 @@ import (
 // openLog opens step s's log of run id: a file on this worker's data dir
 // (read back for the failure summary) and the same bytes in Redis, where
 // the API serves them whichever worker wrote them and after it is gone.
-// close flushes both; a log Redis could not take stays on the disk and is
+// closeLog flushes both; a log Redis could not take stays on the disk and is
 // logged, but never fails the step.
-func (r *Runner) openLog(ctx context.Context, j *job, id int64, s steps.Step) (w io.Writer, path string, close func(), err error) {
+func (r *Runner) openLog(ctx context.Context, j *job, id int64, s steps.Step) (w io.Writer, path string, closeLog func(), err error) {
 	f, err := r.Layout.Create(id, s.Name())
 	if err != nil {
 		return nil, "", nil, err

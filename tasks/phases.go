@@ -187,12 +187,12 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 		v = r.gate(workCtx, j, cur, s)
 	}
 	err = r.conclude(ctx, workCtx, log, j, pl.RunID, s, v)
-	r.Metrics.Phase(string(s.Phase), outcomeOf(err, v, workCtx), time.Since(began))
+	r.Metrics.Phase(string(s.Phase), outcomeOf(workCtx, err, v), time.Since(began))
 	return err
 }
 
 // outcomeOf names how a phase task ended, for metrics.
-func outcomeOf(err error, v verdict, workCtx context.Context) string {
+func outcomeOf(workCtx context.Context, err error, v verdict) string {
 	switch {
 	case workCtx.Err() != nil || errors.Is(v.err, errSettled):
 		return "canceled"

@@ -43,7 +43,7 @@ func setup(t *testing.T, build string) *testBundle {
 		{"init", "-q", "-b", "main"},
 		{"-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "x"},
 	} {
-		out, err := exec.Command("git", append([]string{"-C", src}, args...)...).CombinedOutput()
+		out, err := exec.CommandContext(context.Background(), "git", append([]string{"-C", src}, args...)...).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 	}
 	p := &pipeline.Pipeline{

@@ -22,7 +22,7 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 		return time.Second
 	}
 	d := time.Second << min(n, 6)
-	return d + rand.N(d/2+1)
+	return d + rand.N(d/2+1) //nolint:gosec // jitter spreads retries; nothing about it must be unguessable
 }
 
 // HandleError is the asynq error handler: when the last retry of a phase

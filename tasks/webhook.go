@@ -42,7 +42,7 @@ var webhookClient = &http.Client{
 func (r *Runner) deliver(ctx context.Context, t *asynq.Task) error {
 	var p lifecycle.WebhookPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("undecodable webhook payload: %v: %w", err, asynq.SkipRetry)
+		return fmt.Errorf("undecodable webhook payload: %w: %w", err, asynq.SkipRetry)
 	}
 	j, cur, err := r.openID(ctx, steps.Payload{RunID: p.RunID, Pipeline: p.Pipeline})
 	if errors.Is(err, runstore.ErrNotFound) {
@@ -61,7 +61,7 @@ func (r *Runner) deliver(ctx context.Context, t *asynq.Task) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook %d: %v: %w", p.Hook, err, asynq.SkipRetry)
+		return fmt.Errorf("webhook %d: %w: %w", p.Hook, err, asynq.SkipRetry)
 	}
 	id, _ := asynq.GetTaskID(ctx)
 	req.Header.Set("Content-Type", "application/json")

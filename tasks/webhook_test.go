@@ -35,7 +35,7 @@ type hookDelivery struct {
 	body   []byte
 }
 
-func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *hookReceiver) ServeHTTP(_ http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	h.mu.Lock()
 	defer h.mu.Unlock()

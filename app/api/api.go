@@ -109,7 +109,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ad
 		return monErr
 	}
 	defer mon.Close()
-	ln, err := net.Listen("tcp", cfg.Addr)
+	// Not ctx itself: a stop during start-up still serves and drains, as
+	// before, rather than failing as a bad SANDO_ADDR.
+	ln, err := new(net.ListenConfig).Listen(context.WithoutCancel(ctx), "tcp", cfg.Addr)
 	if err != nil {
 		return &app.ConfigError{Err: fmt.Errorf("SANDO_ADDR=%q: %w", cfg.Addr, err)}
 	}

@@ -52,7 +52,7 @@ func TestSandoctlFlagsAnywhere(t *testing.T) {
 func TestSandoctlCIKey(t *testing.T) {
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{}
-		for i := 0; i < len(kv); i += 2 {
+		for i := 0; i+1 < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
 		}
 		return func(k string) string { return m[k] }

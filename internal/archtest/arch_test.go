@@ -5,6 +5,7 @@
 package archtest
 
 import (
+	"context"
 	"os/exec"
 	"strings"
 	"testing"
@@ -54,7 +55,7 @@ func TestImportBoundaries(t *testing.T) {
 // transitive lists everything pkg imports, directly or not (tests excluded).
 func transitive(t *testing.T, pkg string) []string {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg)
+	cmd := exec.CommandContext(context.Background(), "go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg)
 	cmd.Dir = "../.."
 	out, err := cmd.Output()
 	require.NoError(t, err)
@@ -65,12 +66,12 @@ func transitive(t *testing.T, pkg string) []string {
 func TestCommandsOnlyWire(t *testing.T) {
 	t.Parallel()
 	for _, cmdPkg := range []string{"./cmd/api", "./cmd/worker"} {
-		c := exec.Command("go", "list", "-f", "{{range .GoFiles}}{{$.Dir}}/{{.}} {{end}}", cmdPkg)
+		c := exec.CommandContext(context.Background(), "go", "list", "-f", "{{range .GoFiles}}{{$.Dir}}/{{.}} {{end}}", cmdPkg)
 		c.Dir = "../.."
 		out, err := c.Output()
 		require.NoError(t, err)
 		for _, f := range strings.Fields(string(out)) {
-			wc, err := exec.Command("wc", "-l", f).Output()
+			wc, err := exec.CommandContext(context.Background(), "wc", "-l", f).Output()
 			require.NoError(t, err)
 			n := strings.Fields(string(wc))[0]
 			require.LessOrEqual(t, len(n), 2, "%s has %s lines: wiring belongs in app/", f, n)

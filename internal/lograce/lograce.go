@@ -96,6 +96,7 @@ func exchanged(a, b func(string) error) func(string) (func() error, error) {
 }
 
 func race(t *testing.T, dir, ref string, want []byte, setup func(string) (func() error, error), read Read) {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -99,6 +99,7 @@ func (c *Cluster) URL() string { return strings.Join(c.Addrs(), ",") }
 // ClusterClient returns a go-redis cluster client closed when the test
 // ends.
 func (c *Cluster) ClusterClient(t testing.TB) *redis.ClusterClient {
+	t.Helper()
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
 	t.Cleanup(func() { _ = cc.Close() })
 	return cc

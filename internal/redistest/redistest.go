@@ -141,7 +141,7 @@ func (s *Server) PID() int {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command(Binary(), s.args...)
+	cmd := exec.CommandContext(context.Background(), Binary(), s.args...)
 	cmd.Dir = s.dir
 	if err := cmd.Start(); err != nil {
 		return err
@@ -213,6 +213,7 @@ func (s *Server) URL() string {
 
 // Client returns a go-redis client closed when the test ends.
 func (s *Server) Client(t testing.TB) *redis.Client {
+	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -221,6 +222,7 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 // Mini starts an in-process miniredis with TTLs counting down, as Sando's
 // embedded default runs it.
 func Mini(t testing.TB) *miniredis.Miniredis {
+	t.Helper()
 	m := miniredis.NewMiniRedis()
 	m.ClockTTL(true)
 	if err := m.Start(); err != nil {
@@ -231,7 +233,7 @@ func Mini(t testing.TB) *miniredis.Miniredis {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
