@@ -60,13 +60,14 @@ func writeWarmFile(dir string, i, funcs, rev int) error {
 	return os.WriteFile(filepath.Join(dir, fmt.Sprintf("m%d.c", i)), []byte(sb.String()), 0o644)
 }
 
-// gitIn runs git in dir and returns its trimmed output.
+// gitIn runs git in dir and returns its trimmed output. Setting up the
+// bench's repository is quick and never canceled: no context to pass.
 func gitIn(dir string, args ...string) (string, error) {
-	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.email=bench@example.com", "-c", "user.name=bench"}, args...)...)
+	cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", dir, "-c", "user.email=bench@example.com", "-c", "user.name=bench"}, args...)...)
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("git %v: %v: %s", args, err, out)
+		return "", fmt.Errorf("git %v: %w: %s", args, err, out)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
@@ -149,7 +150,7 @@ func (b *bench) warm(ctx context.Context) error {
 		cmd := exec.CommandContext(ctx, "sh", "-c", mk)
 		cmd.Dir = floorDir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("floor make: %v: %s", err, out)
+			return 0, fmt.Errorf("floor make: %w: %s", err, out)
 		}
 		return ms(time.Since(t0)), nil
 	}

@@ -254,7 +254,7 @@ func (p Pool) Begin(pipeline string, s Slot, id int64, step string) (end func(),
 	}, nil
 }
 
-// ErrNotHeld: the slot is held by another run than the one asking.
+// ErrNotHeld is the answer for a slot held by another run than the one asking.
 var ErrNotHeld = errors.New("cache: the slot is no longer this run's (the run was settled)")
 
 // Prune removes every free slot, of any pipeline, last used before

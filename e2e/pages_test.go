@@ -291,7 +291,7 @@ func TestPagesOverHTTP(t *testing.T) {
 	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Accept": browserAccept}
 	noFollow := &http.Client{Transport: client.Transport, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, err := http.NewRequest("POST", s.base+"/rebuild", strings.NewReader("ref=main"))
+	req, err := http.NewRequestWithContext(context.Background(), "POST", s.base+"/rebuild", strings.NewReader("ref=main"))
 	require.NoError(t, err)
 	for k, v := range form {
 		req.Header.Set(k, v)
@@ -302,7 +302,7 @@ func TestPagesOverHTTP(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Equal(t, fmt.Sprintf("/runs/%d", id+1), resp.Header.Get("Location"))
 
-	req, err = http.NewRequest("POST", s.base+"/rebuild", nil)
+	req, err = http.NewRequestWithContext(context.Background(), "POST", s.base+"/rebuild", nil)
 	require.NoError(t, err)
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
 	resp, err = noFollow.Do(req)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"net/http/cgi"
+	"net/http/cgi" //nolint:gosec // git's own http-backend on the test's loopback server; httpoxy is fixed since Go 1.6.3
 	"net/http/httptest"
 	"os"
 	"path/filepath"

@@ -52,7 +52,7 @@ type junitProblem struct {
 	Body    string `xml:",chardata"`
 }
 
-// ErrNotJUnit: the file is XML but not a JUnit report.
+// ErrNotJUnit is the answer for a file that is XML but not a JUnit report.
 var ErrNotJUnit = errors.New("not a JUnit XML report (no <testsuites> or <testsuite> root)")
 
 // ParseJUnit reads one JUnit XML report: counts of its test cases and the

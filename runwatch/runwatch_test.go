@@ -84,7 +84,7 @@ func started(t *testing.T, linger time.Duration) (context.Context, *redis.Client
 	return ctx, rdb, start(ctx, rdb, "events", slog.New(slog.NewTextHandler(io.Discard, nil)), linger)
 }
 
-func numSub(t *testing.T, ctx context.Context, rdb *redis.Client) int64 {
+func numSub(t *testing.T, ctx context.Context, rdb *redis.Client) int64 { //nolint:revive // a test helper takes t first (thelper)
 	t.Helper()
 	n, err := rdb.PubSubNumSub(ctx, "events").Result()
 	require.NoError(t, err)

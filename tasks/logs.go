@@ -14,7 +14,7 @@ import (
 // the API serves them whichever worker wrote them and after it is gone.
 // closeLog flushes both; a log Redis could not take stays on the disk and is
 // logged, but never fails the step.
-func (r *Runner) openLog(ctx context.Context, j *job, id int64, s steps.Step) (w io.Writer, path string, closeLog func(), err error) {
+func (r *Runner) openLog(j *job, id int64, s steps.Step) (w io.Writer, path string, closeLog func(), err error) {
 	f, err := r.Layout.Create(id, s.Name())
 	if err != nil {
 		return nil, "", nil, err

@@ -308,7 +308,7 @@ func (r *Runner) runVars(cur *run.Run, dir string, slot cache.Slot) map[string]s
 }
 
 func (r *Runner) fetch(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
-	logw, _, closeLog, err := r.openLog(ctx, j, cur.ID, s)
+	logw, _, closeLog, err := r.openLog(j, cur.ID, s)
 	if err != nil {
 		return verdict{err: err}
 	}
@@ -434,7 +434,7 @@ func (r *Runner) exec(ctx context.Context, j *job, cur *run.Run, s steps.Step, s
 	if err := r.handOver(cur.ID, dir, slot.Cache()); err != nil {
 		return proc.Result{}, nil, fmt.Errorf("%s: %w", stepName, err)
 	}
-	logw, path, closeLog, err := r.openLog(ctx, j, cur.ID, s)
+	logw, path, closeLog, err := r.openLog(j, cur.ID, s)
 	if err != nil {
 		return proc.Result{}, nil, err
 	}

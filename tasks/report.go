@@ -45,7 +45,7 @@ func gateReport(worktree, pattern string) (rep *headline.Report, skipped []error
 		if rep == nil {
 			rep = &headline.Report{}
 		}
-		rep.Tests = rep.Tests.Add(r.Tests)
+		rep.Tests = rep.Add(r.Tests)
 		if rep.First == "" {
 			rep.First = r.First
 		}

@@ -12,10 +12,10 @@ import (
 
 func TestGateReport(t *testing.T) {
 	t.Parallel()
-	real, err := os.ReadFile(filepath.Join("..", "headline", "testdata", "junit", "surefire_calc.xml"))
+	report, err := os.ReadFile(filepath.Join("..", "headline", "testdata", "junit", "surefire_calc.xml"))
 	require.NoError(t, err)
 	outside := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret.xml"), real, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret.xml"), report, 0o644))
 
 	wt := t.TempDir()
 	write := func(name, body string) {
@@ -23,7 +23,7 @@ func TestGateReport(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(wt, name), []byte(body), 0o644))
 	}
 	write("reports/TEST-a.xml", `<testsuite><testcase name="ok"/><testcase name="later"><skipped/></testcase></testsuite>`)
-	write("reports/TEST-b.xml", string(real))
+	write("reports/TEST-b.xml", string(report))
 	write("reports/TEST-c.xml", "not xml at all")
 	require.NoError(t, os.Symlink(filepath.Join(outside, "secret.xml"), filepath.Join(wt, "reports", "TEST-d.xml")))
 
