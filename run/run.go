@@ -8,6 +8,11 @@ import (
 	"time"
 )
 
+// TimeLayout is how Sando writes a time, in Redis and in the API alike:
+// RFC 3339 in UTC with milliseconds, so runs that end within one second
+// stay ordered, and a stored time is served as it was stored.
+const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
 // Phase is where a run is in the chain fetch → compile → stage → gate.
 type Phase string
 

@@ -98,5 +98,5 @@ func (s *Store) terminalArgs(more ...any) []any {
 	if s.outbox {
 		outbox = "1"
 	}
-	return append([]any{s.keys.Events(), now.UTC().Format(timeLayout), now.UnixMilli(), outbox}, more...)
+	return append([]any{s.keys.Events(), now.UTC().Format(run.TimeLayout), now.UnixMilli(), outbox}, more...)
 }

@@ -96,7 +96,7 @@ return 1
 // the run.
 func (s *Store) Expire(ctx context.Context, id int64, seen time.Time, summary string) (bool, error) {
 	code, err := expireScript.Run(ctx, s.rdb, s.terminalKeys(s.keys.Run(id)),
-		s.terminalArgs(id, seen.UTC().Format(timeLayout), headline.Truncate(summary))...).Int64()
+		s.terminalArgs(id, seen.UTC().Format(run.TimeLayout), headline.Truncate(summary))...).Int64()
 	o, err := guardedCode("expire", id, code, err)
 	return o == Applied, err
 }
@@ -157,7 +157,7 @@ return deleted
 func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([]int64, error) {
 	ids, err := pruneScript.Run(ctx, s.rdb, []string{s.keys.Building(), s.keys.LastPassed(), s.keys.Runs(),
 		s.keys.ReuseIndex(), s.keys.ReusedBy()},
-		cutoff.UTC().Format(timeLayout), keep, limit,
+		cutoff.UTC().Format(run.TimeLayout), keep, limit,
 	).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("prune runs: %w", err)
@@ -172,7 +172,7 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([
 // run's progress at seen, and reports whether it had already, at the same
 // progress: then the run is lost.
 func (s *Store) Suspect(ctx context.Context, id int64, seen time.Time) (bool, error) {
-	stamp := seen.UTC().Format(timeLayout)
+	stamp := seen.UTC().Format(run.TimeLayout)
 	field := strconv.FormatInt(id, 10)
 	prev, err := s.rdb.HGet(ctx, s.keys.Suspects(), field).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {

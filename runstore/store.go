@@ -79,10 +79,8 @@ func New(rdb redis.UniversalClient, pipeline string, opts ...Option) *Store {
 // Keys exposes the key names (for the events channel and for tests).
 func (s *Store) Keys() Keys { return s.keys }
 
-// timeLayout keeps milliseconds: runs that end within a second stay ordered.
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-func (s *Store) stamp() string { return s.now().UTC().Format(timeLayout) }
+func (s *Store) stamp() string { return s.now().UTC().Format(run.TimeLayout) }
 
 // Get returns one run with its gates.
 func (s *Store) Get(ctx context.Context, id int64) (*run.Run, error) {

@@ -100,15 +100,13 @@ type State struct {
 	Build    *Build    `json:"build"`
 }
 
-// TimeLayout is RFC 3339 in UTC with milliseconds.
-const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-// Time renders t in TimeLayout, or null for the zero time (not yet).
+// Time renders t in run.TimeLayout, or null for the zero time (not yet).
 func Time(t time.Time) *string {
 	if t.IsZero() {
 		return nil
 	}
-	s := t.UTC().Format(TimeLayout)
+	s := t.UTC().Format(run.TimeLayout)
 	return &s
 }
 
