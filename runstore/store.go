@@ -79,7 +79,6 @@ func New(rdb redis.UniversalClient, pipeline string, opts ...Option) *Store {
 // Keys exposes the key names (for the events channel and for tests).
 func (s *Store) Keys() Keys { return s.keys }
 
-
 func (s *Store) stamp() string { return s.now().UTC().Format(run.TimeLayout) }
 
 // Get returns one run with its gates.

@@ -100,7 +100,6 @@ type State struct {
 	Build    *Build    `json:"build"`
 }
 
-
 // Time renders t in run.TimeLayout, or null for the zero time (not yet).
 func Time(t time.Time) *string {
 	if t.IsZero() {
