@@ -1,4 +1,4 @@
-module sando
+module sando.dev/sando
 
 go 1.26.8
 

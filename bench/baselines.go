@@ -18,16 +18,16 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"sando/datadir"
-	"sando/gitfetch"
-	"sando/httpapi"
-	sproc "sando/proc"
-	"sando/runstore"
-	"sando/runview"
-	"sando/steps"
-	"sando/tasks"
-	"sando/version"
-	"sando/worker"
+	"sando.dev/sando/internal/datadir"
+	"sando.dev/sando/internal/gitfetch"
+	"sando.dev/sando/internal/httpapi"
+	sproc "sando.dev/sando/internal/proc"
+	"sando.dev/sando/internal/projversion"
+	"sando.dev/sando/internal/runview"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/worker"
+	"sando.dev/sando/runstore"
+	"sando.dev/sando/tasks"
 )
 
 // ---------------------------------------------------------------- bare asynq chain
@@ -292,7 +292,7 @@ func (f *floor) One(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ver, err := version.Read(dir, "", sha)
+	ver, err := projversion.Read(dir, "", sha)
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	sandorun "sando/run"
-	"sando/runstore"
+	sandorun "sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 const (

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"sando/steps"
-	"sando/worker"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/worker"
 )
 
 const bEconomy = "10. Redis economy"

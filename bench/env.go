@@ -22,7 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sando/internal/redistest"
+	"sando.dev/sando/internal/redistest"
 )
 
 // ---------------------------------------------------------------- redis
@@ -295,12 +295,12 @@ func moduleRoot() (string, error) {
 		return "", err
 	}
 	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module sando\n") {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module sando.dev/sando\n") {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("go.mod of module sando not found above the working directory")
+			return "", errors.New("go.mod of module sando.dev/sando not found above the working directory")
 		}
 		dir = parent
 	}

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"sando/runstore"
+	"sando.dev/sando/runstore"
 )
 
 // The fleet benchmarks (issue "A fleet that scales"): runs spread over

@@ -21,9 +21,9 @@ import (
 	"syscall"
 	"time"
 
-	"sando/app"
-	sandoapi "sando/app/api"
-	"sando/config"
+	"sando.dev/sando/internal/app"
+	sandoapi "sando.dev/sando/internal/app/api"
+	"sando.dev/sando/internal/config"
 )
 
 func notifyTerm(ch chan os.Signal) { signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT) }

@@ -11,12 +11,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sando/datadir"
-	"sando/httpapi"
-	"sando/logstore"
-	"sando/pipeline"
-	sandorun "sando/run"
-	"sando/runstore"
+	"sando.dev/sando/internal/datadir"
+	"sando.dev/sando/internal/httpapi"
+	"sando.dev/sando/internal/logstore"
+	"sando.dev/sando/internal/pipeline"
+	sandorun "sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 const bPages = "13. Pages for people"

@@ -28,7 +28,7 @@ func buildCmd(t *testing.T, pkg string) string {
 			return "", err
 		}
 		bin := filepath.Join(dir, filepath.Base(pkg))
-		out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "sando/"+pkg).CombinedOutput()
+		out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "sando.dev/sando/"+pkg).CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}

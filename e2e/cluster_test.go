@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"sando/internal/redistest"
+	"sando.dev/sando/internal/redistest"
 )
 
 func TestClusterGreenSupersedeCancel(t *testing.T) {

@@ -30,9 +30,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"sando/internal/redistest"
-	"sando/pipeline"
-	"sando/tasks"
+	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/tasks"
 )
 
 // binProc is one sando-api or sando-worker process a test started.

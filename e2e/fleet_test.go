@@ -15,9 +15,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"sando/internal/redistest"
-	"sando/runstore"
-	"sando/tasks"
+	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/runstore"
+	"sando.dev/sando/tasks"
 )
 
 // A fleet that shares only Redis: one API on a directory of three

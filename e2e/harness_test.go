@@ -22,11 +22,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"sando/app"
-	"sando/app/api"
-	"sando/config"
-	"sando/internal/redistest"
-	"sando/steps"
+	"sando.dev/sando/internal/app"
+	"sando.dev/sando/internal/app/api"
+	"sando.dev/sando/internal/config"
+	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/internal/steps"
 )
 
 // project is a throwaway git repository.

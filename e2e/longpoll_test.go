@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"sando/runstore"
+	"sando.dev/sando/runstore"
 )
 
 // A pipeline whose build waits for the test to let it go.

@@ -29,7 +29,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/stretchr/testify/require"
 
-	"sando/httpapi"
+	"sando.dev/sando/internal/httpapi"
 )
 
 // apiSpec is the parsed, validated document and its router, loaded once.
@@ -282,7 +282,7 @@ func callingTest() string {
 	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
 	for {
 		f, more := frames.Next()
-		if name, ok := strings.CutPrefix(f.Function, "sando/e2e.Test"); ok {
+		if name, ok := strings.CutPrefix(f.Function, "sando.dev/sando/e2e.Test"); ok {
 			name, _, _ = strings.Cut(name, ".")
 			return "Test" + name
 		}

@@ -18,8 +18,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"sando/internal/redistest"
-	"sando/pipeline"
+	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/redistest"
 )
 
 // procfileEntry is one "name: command" line of the repository's Procfile.

@@ -23,10 +23,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"sando/internal/redistest"
-	"sando/redisconn"
-	"sando/run"
-	"sando/runstore"
+	"sando.dev/sando/internal/redisconn"
+	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // 1000 writers settle one run at once, with every terminal write Sando
@@ -45,7 +45,7 @@ func TestThousandTerminalWritersOneWinner(t *testing.T) {
 		c, err := store.Create(ctx, runstore.CreateRequest{NoSupersede: true})
 		require.NoError(t, err)
 		id := c.ID
-		_, _, err = store.SetPhase(ctx, id, run.PhaseCompiling, "task", runstore.Where{}, "")
+		_, _, err = store.SetPhase(ctx, id, vocab.PhaseCompiling, "task", runstore.Where{}, "")
 		require.NoError(t, err)
 		seen, err := store.Get(ctx, id)
 		require.NoError(t, err)
@@ -55,7 +55,7 @@ func TestThousandTerminalWritersOneWinner(t *testing.T) {
 		require.NoError(t, err)
 
 		type win struct {
-			result  run.Result
+			result  vocab.Result
 			summary string
 		}
 		var wins atomic.Int32
@@ -70,16 +70,16 @@ func TestThousandTerminalWritersOneWinner(t *testing.T) {
 				w := &win{summary: fmt.Sprintf("writer %d", i)}
 				switch i % 4 {
 				case 0:
-					w = &win{result: run.ResultPassed}
+					w = &win{result: vocab.ResultPassed}
 					won, err = store.Pass(ctx, id)
 				case 1:
-					w.result = run.ResultFailed
+					w.result = vocab.ResultFailed
 					won, err = store.Fail(ctx, id, w.summary)
 				case 2:
-					w.result = run.ResultAborted
+					w.result = vocab.ResultAborted
 					won, err = store.Abort(ctx, id, w.summary)
 				case 3:
-					w.result = run.ResultFailed
+					w.result = vocab.ResultFailed
 					won, err = store.Expire(ctx, id, seen.ProgressAt, w.summary)
 				}
 				if err != nil {
@@ -100,13 +100,13 @@ func TestThousandTerminalWritersOneWinner(t *testing.T) {
 		w := winner.Load()
 		require.Equal(t, w.result, r.Result, "round %d", round)
 		require.Equal(t, w.summary, r.FailureSummary, "round %d", round)
-		require.Equal(t, run.PhaseDone, r.Phase)
+		require.Equal(t, vocab.PhaseDone, r.Phase)
 		require.Equal(t, 1, publishedFor(t, conn.Client, events, store.Keys().Events(), id), "round %d: one write changed the run", round)
 		building, err := store.CountBuilding(ctx)
 		require.NoError(t, err)
 		require.Zero(t, building)
 		last, err := store.LastPassed(ctx)
-		if w.result == run.ResultPassed {
+		if w.result == vocab.ResultPassed {
 			require.NoError(t, err)
 			require.Equal(t, id, last.ID)
 		} else if err == nil {
@@ -180,7 +180,7 @@ gates:
 	for _, id := range ids[:20] {
 		m := s.get(fmt.Sprintf("/runs/%d", id)).json(t)
 		require.Equal(t, "aborted", m["result"], "run %d: %v", id, m)
-		require.Equal(t, run.SummarySuperseded, m["failure_summary"], "run %d", id)
+		require.Equal(t, vocab.SummarySuperseded, m["failure_summary"], "run %d", id)
 	}
 	// Every build that started, but the survivor's, was killed.
 	entries, err := os.ReadDir(pids)
@@ -257,7 +257,7 @@ gates:
 		switch m["result"] {
 		case "aborted":
 			require.Equal(t, http.StatusOK, r.status, "iteration %d: aborted, so the cancel won: %s", i, r.body)
-			require.Equal(t, run.SummaryCanceled, m["failure_summary"])
+			require.Equal(t, vocab.SummaryCanceled, m["failure_summary"])
 			finished, err := time.Parse(time.RFC3339Nano, m["finished_at"].(string))
 			require.NoError(t, err)
 			v := s.get(fmt.Sprintf("/runs/%d", id))

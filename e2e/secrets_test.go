@@ -19,8 +19,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"sando/internal/redistest"
-	"sando/proc"
+	"sando.dev/sando/internal/proc"
+	"sando.dev/sando/internal/redistest"
 )
 
 // hostileScript is what a hostile gate tries, to read its worker's

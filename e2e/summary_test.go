@@ -8,11 +8,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// srcOf reads a project of headline's corpus (real failing tests).
+// srcOf reads a project of package failure's corpus (real failing tests).
 func srcOf(t *testing.T, files map[string]string, dir string, names ...string) {
 	t.Helper()
 	for _, name := range names {
-		b, err := os.ReadFile(filepath.Join("..", "headline", "testdata", "src", dir, name))
+		b, err := os.ReadFile(filepath.Join("..", "internal", "failure", "testdata", "src", dir, name))
 		require.NoError(t, err)
 		files[name] = string(b)
 	}

@@ -16,10 +16,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"sando/run"
-	"sando/runstore"
-	"sando/steps"
-	"sando/tasks"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
+	"sando.dev/sando/tasks"
 )
 
 // receiver records webhook deliveries, refusing the first `fail` of them.
@@ -128,7 +128,7 @@ webhooks:
 		return err == nil && slices.ContainsFunc(done, func(ti *asynq.TaskInfo) bool { return ti.Type == tasks.TypeJanitor })
 	}, 20*time.Second, 20*time.Millisecond, "the worker's start-up sweep")
 	store := runstore.New(rdb, "default", runstore.WithWebhooks(true))
-	won, err := store.Abort(ctx, int64(id), run.SummaryCanceled)
+	won, err := store.Abort(ctx, int64(id), vocab.SummaryCanceled)
 	require.NoError(t, err)
 	require.True(t, won)
 	outbox := store.Keys().Outbox()
@@ -148,7 +148,7 @@ webhooks:
 	view := signedView(t, got[0])
 	require.Equal(t, float64(id), view["run_id"])
 	require.Equal(t, "aborted", view["result"])
-	require.Equal(t, run.SummaryCanceled, view["failure_summary"])
+	require.Equal(t, vocab.SummaryCanceled, view["failure_summary"])
 	require.Zero(t, rdb.Exists(ctx, outbox).Val(), "the outbox is empty")
 }
 

@@ -5,7 +5,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sando/run"
+	"sando.dev/sando/internal/vocab"
 )
 
 // luaPrelude is put in front of every script of this package. It names
@@ -30,10 +30,10 @@ import (
 //	ARGV[4] "1" when the pipeline has webhooks (keeps an outbox), else "0"
 var luaPrelude = `
 local BUILDING, ABORTED, FAILED, PASSED = ` +
-	strconv.Quote(string(run.ResultBuilding)) + `, ` + strconv.Quote(string(run.ResultAborted)) + `, ` +
-	strconv.Quote(string(run.ResultFailed)) + `, ` + strconv.Quote(string(run.ResultPassed)) + `
-local QUEUED, DONE = ` + strconv.Quote(string(run.PhaseQueued)) + `, ` + strconv.Quote(string(run.PhaseDone)) + `
-local BLOCKED = ` + strconv.Quote(string(run.GateBlocked)) + `
+	strconv.Quote(string(vocab.ResultBuilding)) + `, ` + strconv.Quote(string(vocab.ResultAborted)) + `, ` +
+	strconv.Quote(string(vocab.ResultFailed)) + `, ` + strconv.Quote(string(vocab.ResultPassed)) + `
+local QUEUED, DONE = ` + strconv.Quote(string(vocab.PhaseQueued)) + `, ` + strconv.Quote(string(vocab.PhaseDone)) + `
+local BLOCKED = ` + strconv.Quote(string(vocab.GateBlocked)) + `
 local GATE_PREFIX, GATE_SEP = ` + strconv.Quote(gatePrefix) + `, ` + strconv.Quote(gateValSep) + `
 local PHASE_PREFIX = ` + strconv.Quote(phasePrefix) + `
 
@@ -98,5 +98,5 @@ func (s *Store) terminalArgs(more ...any) []any {
 	if s.outbox {
 		outbox = "1"
 	}
-	return append([]any{s.keys.Events(), now.UTC().Format(run.TimeLayout), now.UnixMilli(), outbox}, more...)
+	return append([]any{s.keys.Events(), now.UTC().Format(vocab.TimeLayout), now.UnixMilli(), outbox}, more...)
 }

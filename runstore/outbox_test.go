@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"sando/run"
-	"sando/runstore"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // outbox is the outbox's members with their scores (unix ms).
@@ -46,13 +46,13 @@ func TestOutboxRecordsWonTerminalWrites(t *testing.T) {
 		require.Equal(t, map[string]float64{"1": at}, outbox(t, b, s), "a lost settle changes nothing")
 		require.NoError(t, s.Delivered(ctx, failed))
 		require.Empty(t, outbox(t, b, s), "Delivered removes the run")
-		won, err = s.Abort(ctx, failed, run.SummaryCanceled)
+		won, err = s.Abort(ctx, failed, vocab.SummaryCanceled)
 		require.NoError(t, err)
 		require.False(t, won)
 		require.Empty(t, outbox(t, b, s), "a lost settle does not put a delivered run back")
 
 		stalled := create(t, s, runstore.CreateRequest{NoSupersede: true})
-		_, _, err = s.SetPhase(ctx, stalled, run.PhaseCompiling, "t", runstore.Where{}, "")
+		_, _, err = s.SetPhase(ctx, stalled, vocab.PhaseCompiling, "t", runstore.Where{}, "")
 		require.NoError(t, err)
 		r, err := s.Get(ctx, stalled)
 		require.NoError(t, err)

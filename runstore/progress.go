@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sando/headline"
-	"sando/run"
+	"sando.dev/sando/internal/failure"
+	"sando.dev/sando/internal/vocab"
 )
 
 // heartbeatScript records that a running phase is alive. It changes no
@@ -37,7 +37,7 @@ func (s *Store) Heartbeat(ctx context.Context, id int64) (Outcome, error) {
 
 // Building lists the runs still building with their phase, last sign of
 // life and definition: one SMEMBERS and one pipelined HMGET per run.
-func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
+func (s *Store) Building(ctx context.Context) ([]*vocab.Run, error) {
 	ids, err := s.rdb.SMembers(ctx, s.keys.Building()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("building runs: %w", err)
@@ -54,18 +54,18 @@ func (s *Store) Building(ctx context.Context) ([]*run.Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building runs: %w", err)
 	}
-	out := make([]*run.Run, 0, len(ids))
+	out := make([]*vocab.Run, 0, len(ids))
 	for i, c := range cmds {
 		v := c.Val()
 		if len(v) < 7 || v[0] == nil {
 			continue
 		}
 		str := func(x any) string { s, _ := x.(string); return s }
-		r := &run.Run{ID: nums[i], Pipeline: s.pipeline, Result: run.Result(str(v[0])), Phase: run.Phase(str(v[1])), Definition: str(v[4]),
+		r := &vocab.Run{ID: nums[i], Pipeline: s.pipeline, Result: vocab.Result(str(v[0])), Phase: vocab.Phase(str(v[1])), Definition: str(v[4]),
 			Disk: str(v[5]), Worker: str(v[6])}
 		r.ProgressAt, _ = time.Parse(time.RFC3339Nano, str(v[2]))
 		r.StartedAt, _ = time.Parse(time.RFC3339Nano, str(v[3]))
-		if r.Result == run.ResultBuilding {
+		if r.Result == vocab.ResultBuilding {
 			out = append(out, r)
 		}
 	}
@@ -96,7 +96,7 @@ return 1
 // the run.
 func (s *Store) Expire(ctx context.Context, id int64, seen time.Time, summary string) (bool, error) {
 	code, err := expireScript.Run(ctx, s.rdb, s.terminalKeys(s.keys.Run(id)),
-		s.terminalArgs(id, seen.UTC().Format(run.TimeLayout), headline.Truncate(summary))...).Int64()
+		s.terminalArgs(id, seen.UTC().Format(vocab.TimeLayout), failure.Truncate(summary))...).Int64()
 	o, err := guardedCode("expire", id, code, err)
 	return o == Applied, err
 }
@@ -157,7 +157,7 @@ return deleted
 func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([]int64, error) {
 	ids, err := pruneScript.Run(ctx, s.rdb, []string{s.keys.Building(), s.keys.LastPassed(), s.keys.Runs(),
 		s.keys.ReuseIndex(), s.keys.ReusedBy()},
-		cutoff.UTC().Format(run.TimeLayout), keep, limit,
+		cutoff.UTC().Format(vocab.TimeLayout), keep, limit,
 	).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("prune runs: %w", err)
@@ -172,7 +172,7 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, keep, limit int) ([
 // run's progress at seen, and reports whether it had already, at the same
 // progress: then the run is lost.
 func (s *Store) Suspect(ctx context.Context, id int64, seen time.Time) (bool, error) {
-	stamp := seen.UTC().Format(run.TimeLayout)
+	stamp := seen.UTC().Format(vocab.TimeLayout)
 	field := strconv.FormatInt(id, 10)
 	prev, err := s.rdb.HGet(ctx, s.keys.Suspects(), field).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {

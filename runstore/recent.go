@@ -7,15 +7,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sando/run"
+	"sando.dev/sando/internal/vocab"
 )
 
 // Recent returns up to n newest runs of each store, in the stores' order,
 // in two pipelined round trips whatever the number of stores: one
 // ZREVRANGE per store, then one HGETALL per run. The stores must share rdb
 // (a Redis Cluster client splits each pipeline by node itself).
-func Recent(ctx context.Context, rdb redis.UniversalClient, stores []*Store, n int) ([][]*run.Run, error) {
-	out := make([][]*run.Run, len(stores))
+func Recent(ctx context.Context, rdb redis.UniversalClient, stores []*Store, n int) ([][]*vocab.Run, error) {
+	out := make([][]*vocab.Run, len(stores))
 	if len(stores) == 0 || n <= 0 {
 		return out, nil
 	}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"sando/run"
-	"sando/runstore"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // reuse: tree in the store: a passed run filed under its reuse key is
@@ -25,7 +25,7 @@ func TestReuseIndexAndRetention(t *testing.T) {
 		built := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
 		_, err := b.store.SetFetchedReusable(ctx, built, sha, "1.0.0", key)
 		require.NoError(t, err)
-		_, _, err = b.store.SetGate(ctx, built, "host", "1.0.0", run.Gate{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log"})
+		_, _, err = b.store.SetGate(ctx, built, "host", "1.0.0", vocab.Gate{Kind: "unit", Status: vocab.GatePassed, LogRef: "1/gate-unit.log"})
 		require.NoError(t, err)
 
 		// Not passed yet: nothing to reuse, and nothing filed.
@@ -58,8 +58,8 @@ func TestReuseIndexAndRetention(t *testing.T) {
 		require.Equal(t, built, from)
 		r, err := b.store.Get(ctx, reuser)
 		require.NoError(t, err)
-		require.Equal(t, run.ResultPassed, r.Result)
-		require.Equal(t, run.PhaseDone, r.Phase)
+		require.Equal(t, vocab.ResultPassed, r.Result)
+		require.Equal(t, vocab.PhaseDone, r.Phase)
 		require.Equal(t, built, r.ReusedFrom)
 		require.Equal(t, newSHA, r.SHA)
 		require.Equal(t, "1.0.0", r.Version)

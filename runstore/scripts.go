@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sando/headline"
-	"sando/run"
+	"sando.dev/sando/internal/failure"
+	"sando.dev/sando/internal/vocab"
 )
 
 // Every script publishes the run id on the events channel after it
@@ -130,7 +130,7 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (Created, error) 
 		return Created{}, fmt.Errorf("create run: %w", err)
 	}
 	keys := s.terminalKeys(s.keys.Runs(), s.keys.Idempotency(req.IdempotencyKey))
-	args := s.terminalArgs(req.SHA, req.Ref, run.SummarySuperseded, supersede, fp, int64(ttl/time.Second),
+	args := s.terminalArgs(req.SHA, req.Ref, vocab.SummarySuperseded, supersede, fp, int64(ttl/time.Second),
 		newID, s.pipeline, string(req.Definition))
 	res, err := createScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
@@ -239,8 +239,8 @@ type Where struct{ Disk, Worker string }
 // at w, whose step writes the log logRef ("" for none). It never moves a
 // run backwards or touches a finished one. It returns the run as it is
 // after the write.
-func (s *Store) SetPhase(ctx context.Context, id int64, phase run.Phase, taskID string, w Where, logRef string) (Outcome, *run.Run, error) {
-	from := run.AdvanceFrom(phase)
+func (s *Store) SetPhase(ctx context.Context, id int64, phase vocab.Phase, taskID string, w Where, logRef string) (Outcome, *vocab.Run, error) {
+	from := vocab.AdvanceFrom(phase)
 	if len(from) == 0 {
 		return 0, nil, fmt.Errorf("set phase of run %d: %q is not a phase a run advances to", id, phase)
 	}
@@ -358,14 +358,14 @@ return out
 // and for its (tier, version), and returns the run's gates after the
 // write. A redelivered gate overwrites its own entry: a gate is never
 // recorded twice.
-func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g run.Gate) (Outcome, []run.Gate, error) {
+func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g vocab.Gate) (Outcome, []vocab.Gate, error) {
 	o, pairs, err := guardedPairs("set gate of", id, gateScript.Run(ctx, s.rdb,
 		[]string{s.keys.Run(id), s.keys.TierGates(tier, version)},
 		g.Kind, string(g.Status), g.LogRef, id, s.keys.Events(), s.stamp(), encodeTests(g.Tests)))
 	if err != nil || o != Applied {
 		return o, nil, err
 	}
-	gates := make([]run.Gate, 0, len(pairs)/2)
+	gates := make([]vocab.Gate, 0, len(pairs)/2)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		gates = append(gates, decodeGate(pairs[i], pairs[i+1]))
 	}
@@ -392,26 +392,26 @@ terminal(KEYS[4], ARGV[5], ARGV[6], ARGV[7])
 return 1
 `)
 
-func (s *Store) settle(ctx context.Context, id int64, result run.Result, summary string) (bool, error) {
+func (s *Store) settle(ctx context.Context, id int64, result vocab.Result, summary string) (bool, error) {
 	code, err := settleScript.Run(ctx, s.rdb, s.terminalKeys(s.keys.Run(id)),
-		s.terminalArgs(id, string(result), headline.Truncate(summary))...).Int64()
+		s.terminalArgs(id, string(result), failure.Truncate(summary))...).Int64()
 	o, err := guardedCode("settle", id, code, err)
 	return o == Applied, err
 }
 
 // Pass settles a run passed. It reports whether this write won.
 func (s *Store) Pass(ctx context.Context, id int64) (bool, error) {
-	return s.settle(ctx, id, run.ResultPassed, "")
+	return s.settle(ctx, id, vocab.ResultPassed, "")
 }
 
 // Fail settles a run failed with a summary (cut to 600 characters).
 func (s *Store) Fail(ctx context.Context, id int64, summary string) (bool, error) {
-	return s.settle(ctx, id, run.ResultFailed, summary)
+	return s.settle(ctx, id, vocab.ResultFailed, summary)
 }
 
 // Abort settles a run aborted (canceled or superseded).
 func (s *Store) Abort(ctx context.Context, id int64, summary string) (bool, error) {
-	return s.settle(ctx, id, run.ResultAborted, summary)
+	return s.settle(ctx, id, vocab.ResultAborted, summary)
 }
 
 // SetFetched records what the fetch phase learned: the full commit id and

@@ -18,7 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sando/run"
+	"sando.dev/sando/internal/vocab"
 )
 
 // ErrNotFound is returned for a run id that does not exist.
@@ -79,10 +79,10 @@ func New(rdb redis.UniversalClient, pipeline string, opts ...Option) *Store {
 // Keys exposes the key names (for the events channel and for tests).
 func (s *Store) Keys() Keys { return s.keys }
 
-func (s *Store) stamp() string { return s.now().UTC().Format(run.TimeLayout) }
+func (s *Store) stamp() string { return s.now().UTC().Format(vocab.TimeLayout) }
 
 // Get returns one run with its gates.
-func (s *Store) Get(ctx context.Context, id int64) (*run.Run, error) {
+func (s *Store) Get(ctx context.Context, id int64) (*vocab.Run, error) {
 	m, err := s.rdb.HGetAll(ctx, s.keys.Run(id)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("get run %d: %w", id, err)
@@ -94,7 +94,7 @@ func (s *Store) Get(ctx context.Context, id int64) (*run.Run, error) {
 }
 
 // Latest returns the newest run of any result, or ErrNotFound.
-func (s *Store) Latest(ctx context.Context) (*run.Run, error) {
+func (s *Store) Latest(ctx context.Context) (*vocab.Run, error) {
 	ids, err := s.rdb.ZRevRange(ctx, s.keys.Runs(), 0, 0).Result()
 	if err != nil {
 		return nil, fmt.Errorf("latest run: %w", err)
@@ -107,7 +107,7 @@ func (s *Store) Latest(ctx context.Context) (*run.Run, error) {
 }
 
 // LastPassed returns the newest passed run, or ErrNotFound.
-func (s *Store) LastPassed(ctx context.Context) (*run.Run, error) {
+func (s *Store) LastPassed(ctx context.Context) (*vocab.Run, error) {
 	v, err := s.rdb.Get(ctx, s.keys.LastPassed()).Int64()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
@@ -120,7 +120,7 @@ func (s *Store) LastPassed(ctx context.Context) (*run.Run, error) {
 
 // List returns up to limit runs, newest first, with ids below before (0:
 // from the newest). One ZREVRANGEBYSCORE and one pipelined HGETALL each.
-func (s *Store) List(ctx context.Context, before int64, limit int) ([]*run.Run, error) {
+func (s *Store) List(ctx context.Context, before int64, limit int) ([]*vocab.Run, error) {
 	maxScore := "+inf"
 	if before > 0 {
 		maxScore = "(" + strconv.FormatInt(before, 10)
@@ -143,7 +143,7 @@ func (s *Store) List(ctx context.Context, before int64, limit int) ([]*run.Run, 
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
-	out := make([]*run.Run, 0, len(ids))
+	out := make([]*vocab.Run, 0, len(ids))
 	for i, c := range cmds {
 		if m := c.Val(); len(m) > 0 { // pruned between the two calls: skip
 			out = append(out, s.decodeRun(nums[i], m))
@@ -154,12 +154,12 @@ func (s *Store) List(ctx context.Context, before int64, limit int) ([]*run.Run, 
 
 // TierGates returns the latest gate results recorded for (tier, version),
 // sorted by kind.
-func (s *Store) TierGates(ctx context.Context, tier, version string) ([]run.Gate, error) {
+func (s *Store) TierGates(ctx context.Context, tier, version string) ([]vocab.Gate, error) {
 	m, err := s.rdb.HGetAll(ctx, s.keys.TierGates(tier, version)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("tier gates: %w", err)
 	}
-	gates := make([]run.Gate, 0, len(m))
+	gates := make([]vocab.Gate, 0, len(m))
 	for kind, v := range m {
 		gates = append(gates, decodeGate(kind, v))
 	}
@@ -189,21 +189,21 @@ const (
 	gateValSep  = "\t"
 )
 
-func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
-	r := &run.Run{
+func (s *Store) decodeRun(id int64, m map[string]string) *vocab.Run {
+	r := &vocab.Run{
 		ID:             id,
 		SHA:            m[fSHA],
 		Ref:            m[fRef],
 		Version:        m[fVersion],
-		Phase:          run.Phase(m[fPhase]),
-		Result:         run.Result(m[fResult]),
+		Phase:          vocab.Phase(m[fPhase]),
+		Result:         vocab.Result(m[fResult]),
 		FailureSummary: m[fSummary],
 		TaskID:         m[fTask],
 		Pipeline:       cmp.Or(m[fPipeline], s.pipeline), // older runs did not name theirs
 		Disk:           m[fDisk],
 		Worker:         m[fWorker],
 		Definition:     m[fDef],
-		Gates:          []run.Gate{},
+		Gates:          []vocab.Gate{},
 	}
 	r.ReusedFrom, _ = strconv.ParseInt(m[fReusedFrom], 10, 64)
 	r.StartedAt, _ = time.Parse(time.RFC3339Nano, m[fStarted])
@@ -214,11 +214,11 @@ func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
 			r.Gates = append(r.Gates, decodeGate(kind, v))
 		}
 		if phase, ok := strings.CutPrefix(f, phasePrefix); ok {
-			r.Phases = append(r.Phases, decodePhase(run.Phase(phase), v))
+			r.Phases = append(r.Phases, decodePhase(vocab.Phase(phase), v))
 		}
 	}
 	sortGates(r.Gates)
-	run.SortPhases(r.Phases, r.FinishedAt)
+	vocab.SortPhases(r.Phases, r.FinishedAt)
 	return r
 }
 
@@ -226,9 +226,9 @@ func (s *Store) decodeRun(id int64, m map[string]string) *run.Run {
 // "status\tlog_ref\trun_id\tstarted_at\tfinished_at\ttests" (gateScript
 // writes it; older runs have only the first three or five parts), tests as
 // encodeTests writes them.
-func decodeGate(kind, v string) run.Gate {
+func decodeGate(kind, v string) vocab.Gate {
 	parts := strings.SplitN(v, gateValSep, 6)
-	g := run.Gate{Kind: kind, Status: run.GateStatus(parts[0])}
+	g := vocab.Gate{Kind: kind, Status: vocab.GateStatus(parts[0])}
 	if len(parts) > 1 {
 		g.LogRef = parts[1]
 	}
@@ -247,15 +247,15 @@ func decodeGate(kind, v string) run.Gate {
 
 // encodeTests writes a gate's test counts as "passed failed skipped", ""
 // for a gate without a report.
-func encodeTests(t *run.Tests) string {
+func encodeTests(t *vocab.Tests) string {
 	if t == nil {
 		return ""
 	}
 	return fmt.Sprintf("%d %d %d", t.Passed, t.Failed, t.Skipped)
 }
 
-func decodeTests(s string) *run.Tests {
-	var t run.Tests
+func decodeTests(s string) *vocab.Tests {
+	var t vocab.Tests
 	if _, err := fmt.Sscanf(s, "%d %d %d", &t.Passed, &t.Failed, &t.Skipped); err != nil {
 		return nil
 	}
@@ -263,9 +263,9 @@ func decodeTests(s string) *run.Tests {
 }
 
 // A phase entered is stored as "started_at\tworker\tlog_ref".
-func decodePhase(phase run.Phase, v string) run.PhaseRun {
+func decodePhase(phase vocab.Phase, v string) vocab.PhaseRun {
 	parts := strings.SplitN(v, gateValSep, 3)
-	p := run.PhaseRun{Phase: phase}
+	p := vocab.PhaseRun{Phase: phase}
 	p.StartedAt, _ = time.Parse(time.RFC3339Nano, parts[0])
 	if len(parts) > 1 {
 		p.Worker = parts[1]
@@ -276,13 +276,13 @@ func decodePhase(phase run.Phase, v string) run.PhaseRun {
 	return p
 }
 
-func sortGates(g []run.Gate) {
+func sortGates(g []vocab.Gate) {
 	sort.Slice(g, func(i, j int) bool { return g[i].Kind < g[j].Kind })
 }
 
 // Result is the run's result alone: the cheap check a running phase makes
 // to notice it was canceled or superseded.
-func (s *Store) Result(ctx context.Context, id int64) (run.Result, error) {
+func (s *Store) Result(ctx context.Context, id int64) (vocab.Result, error) {
 	v, err := s.rdb.HGet(ctx, s.keys.Run(id), fResult).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", ErrNotFound
@@ -290,5 +290,5 @@ func (s *Store) Result(ctx context.Context, id int64) (run.Result, error) {
 	if err != nil {
 		return "", fmt.Errorf("result of run %d: %w", id, err)
 	}
-	return run.Result(v), nil
+	return vocab.Result(v), nil
 }

@@ -12,10 +12,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"sando/headline"
-	"sando/internal/redistest"
-	"sando/run"
-	"sando/runstore"
+	"sando.dev/sando/internal/failure"
+	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // testBundle is one test's store on one backend, with a settable clock.
@@ -84,8 +84,8 @@ func TestCreateGetRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, id, r.ID)
 		require.Equal(t, "9fceb02", r.SHA)
-		require.Equal(t, run.PhaseQueued, r.Phase)
-		require.Equal(t, run.ResultBuilding, r.Result)
+		require.Equal(t, vocab.PhaseQueued, r.Phase)
+		require.Equal(t, vocab.ResultBuilding, r.Result)
 		require.Equal(t, b.clock.Now(), r.StartedAt)
 		require.True(t, r.FinishedAt.IsZero())
 		require.Empty(t, r.Version)
@@ -101,7 +101,7 @@ func TestUnknownID(t *testing.T) {
 		ctx := context.Background()
 		_, err := b.store.Get(ctx, 42)
 		require.ErrorIs(t, err, runstore.ErrNotFound)
-		_, _, err = b.store.SetPhase(ctx, 42, run.PhaseFetching, "", runstore.Where{}, "")
+		_, _, err = b.store.SetPhase(ctx, 42, vocab.PhaseFetching, "", runstore.Where{}, "")
 		require.ErrorIs(t, err, runstore.ErrNotFound)
 		_, err = b.store.Fail(ctx, 42, "x")
 		require.ErrorIs(t, err, runstore.ErrNotFound)
@@ -117,7 +117,7 @@ func TestPhaseAndVersionAdvanceThenPass(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		for _, p := range []run.Phase{run.PhaseFetching, run.PhaseCompiling, run.PhaseStaging, run.PhaseGating} {
+		for _, p := range []vocab.Phase{vocab.PhaseFetching, vocab.PhaseCompiling, vocab.PhaseStaging, vocab.PhaseGating} {
 			o, got, err := b.store.SetPhase(ctx, id, p, fmt.Sprintf("%d:%s", id, p), runstore.Where{}, "")
 			require.NoError(t, err)
 			require.Equal(t, runstore.Applied, o, p)
@@ -138,8 +138,8 @@ func TestPhaseAndVersionAdvanceThenPass(t *testing.T) {
 		require.True(t, won)
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, run.ResultPassed, r.Result)
-		require.Equal(t, run.PhaseDone, r.Phase)
+		require.Equal(t, vocab.ResultPassed, r.Result)
+		require.Equal(t, vocab.PhaseDone, r.Phase)
 		require.Equal(t, sha, r.SHA)
 		require.Equal(t, "0.10.2", r.Version)
 		require.Equal(t, 90*time.Second, r.Elapsed(b.clock.Now().Add(time.Hour)), "elapsed of a finished run stops at finish")
@@ -154,18 +154,18 @@ func TestPhaseNeverMovesBack(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		_, _, err := b.store.SetPhase(ctx, id, run.PhaseGating, "", runstore.Where{}, "")
+		_, _, err := b.store.SetPhase(ctx, id, vocab.PhaseGating, "", runstore.Where{}, "")
 		require.NoError(t, err)
-		o, got, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "late", runstore.Where{}, "")
+		o, got, err := b.store.SetPhase(ctx, id, vocab.PhaseCompiling, "late", runstore.Where{}, "")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Stale, o)
-		require.Equal(t, run.PhaseGating, got.Phase, "a stale write returns the run unchanged")
-		o, _, err = b.store.SetPhase(ctx, id, run.PhaseGating, "redelivered", runstore.Where{}, "")
+		require.Equal(t, vocab.PhaseGating, got.Phase, "a stale write returns the run unchanged")
+		o, _, err = b.store.SetPhase(ctx, id, vocab.PhaseGating, "redelivered", runstore.Where{}, "")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Applied, o, "re-entering the current phase is allowed")
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, run.PhaseGating, r.Phase)
+		require.Equal(t, vocab.PhaseGating, r.Phase)
 		require.Equal(t, "redelivered", r.TaskID)
 	})
 }
@@ -182,12 +182,12 @@ func TestFirstTerminalWriteWins(t *testing.T) {
 		won, err = b.store.Pass(ctx, id)
 		require.NoError(t, err)
 		require.False(t, won)
-		won, err = b.store.Abort(ctx, id, run.SummaryCanceled)
+		won, err = b.store.Abort(ctx, id, vocab.SummaryCanceled)
 		require.NoError(t, err)
 		require.False(t, won)
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, run.ResultFailed, r.Result)
+		require.Equal(t, vocab.ResultFailed, r.Result)
 		require.Equal(t, "main.go:12:2: undefined: x", r.FailureSummary)
 		require.Equal(t, b.clock.Now().Add(-time.Minute), r.FinishedAt, "a losing write must not move finished_at")
 		_, err = b.store.LastPassed(ctx)
@@ -200,19 +200,19 @@ func TestWritesAfterTerminalAreNoOps(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		_, err := b.store.Abort(ctx, id, run.SummaryCanceled)
+		_, err := b.store.Abort(ctx, id, vocab.SummaryCanceled)
 		require.NoError(t, err)
 		before, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
 
-		o, got, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t", runstore.Where{}, "")
+		o, got, err := b.store.SetPhase(ctx, id, vocab.PhaseCompiling, "t", runstore.Where{}, "")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Finished, o)
 		require.Equal(t, before, got, "a finished run comes back as it is")
 		o, err = b.store.SetFetched(ctx, id, strings.Repeat("c", 40), "9.9.9")
 		require.NoError(t, err)
 		require.Equal(t, runstore.Finished, o)
-		o, _, err = b.store.SetGate(ctx, id, "host", "1", run.Gate{Kind: "unit", Status: run.GatePassed})
+		o, _, err = b.store.SetGate(ctx, id, "host", "1", vocab.Gate{Kind: "unit", Status: vocab.GatePassed})
 		require.NoError(t, err)
 		require.Equal(t, runstore.Finished, o)
 
@@ -231,7 +231,7 @@ func TestBoundedSummary(t *testing.T) {
 		require.NoError(t, err)
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, headline.MaxLen, len([]rune(r.FailureSummary)))
+		require.Equal(t, failure.MaxLen, len([]rune(r.FailureSummary)))
 	})
 }
 
@@ -279,7 +279,7 @@ func TestLatestAndList(t *testing.T) {
 	})
 }
 
-func ids(runs []*run.Run) []int64 {
+func ids(runs []*vocab.Run) []int64 {
 	out := make([]int64, len(runs))
 	for i, r := range runs {
 		out[i] = r.ID
@@ -292,7 +292,7 @@ func TestSupersede(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		first := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		_, _, err := b.store.SetPhase(ctx, first, run.PhaseCompiling, "1:compile", runstore.Where{}, "")
+		_, _, err := b.store.SetPhase(ctx, first, vocab.PhaseCompiling, "1:compile", runstore.Where{}, "")
 		require.NoError(t, err)
 		second := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
 		done := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
@@ -305,16 +305,16 @@ func TestSupersede(t *testing.T) {
 		for _, id := range []int64{first, second} {
 			r, err := b.store.Get(ctx, id)
 			require.NoError(t, err)
-			require.Equal(t, run.ResultAborted, r.Result)
-			require.Equal(t, run.PhaseDone, r.Phase)
-			require.Equal(t, run.SummarySuperseded, r.FailureSummary)
+			require.Equal(t, vocab.ResultAborted, r.Result)
+			require.Equal(t, vocab.PhaseDone, r.Phase)
+			require.Equal(t, vocab.SummarySuperseded, r.FailureSummary)
 		}
 		r, err := b.store.Get(ctx, done)
 		require.NoError(t, err)
-		require.Equal(t, run.ResultPassed, r.Result, "a finished run is never superseded")
+		require.Equal(t, vocab.ResultPassed, r.Result, "a finished run is never superseded")
 		r, err = b.store.Get(ctx, c.ID)
 		require.NoError(t, err)
-		require.Equal(t, run.ResultBuilding, r.Result)
+		require.Equal(t, vocab.ResultBuilding, r.Result)
 	})
 }
 
@@ -330,7 +330,7 @@ func TestIdempotencyKey(t *testing.T) {
 		require.Equal(t, runstore.Created{ID: first.ID, Replayed: true}, again)
 		r, err := b.store.Get(ctx, first.ID)
 		require.NoError(t, err)
-		require.Equal(t, run.ResultBuilding, r.Result, "a retried trigger supersedes nothing")
+		require.Equal(t, vocab.ResultBuilding, r.Result, "a retried trigger supersedes nothing")
 
 		req.Fingerprint = "ref=other"
 		_, err = b.store.Create(ctx, req)
@@ -346,31 +346,31 @@ func TestGates(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		set := func(kind string, st run.GateStatus) []run.Gate {
-			o, gates, err := b.store.SetGate(ctx, id, "host", "1.0", run.Gate{Kind: kind, Status: st, LogRef: fmt.Sprintf("%d/gate-%s.log", id, kind)})
+		set := func(kind string, st vocab.GateStatus) []vocab.Gate {
+			o, gates, err := b.store.SetGate(ctx, id, "host", "1.0", vocab.Gate{Kind: kind, Status: st, LogRef: fmt.Sprintf("%d/gate-%s.log", id, kind)})
 			require.NoError(t, err)
 			require.Equal(t, runstore.Applied, o)
 			return gates
 		}
 		t0 := b.clock.Now()
-		set("unit", run.GateRunning)
+		set("unit", vocab.GateRunning)
 		b.clock.Add(time.Second)
-		set("smoke", run.GateRunning)
+		set("smoke", vocab.GateRunning)
 		b.clock.Add(time.Second)
-		after := set("unit", run.GatePassed) // latest status per kind: no second row
-		require.Equal(t, []run.Gate{
-			{Kind: "smoke", Status: run.GateRunning, LogRef: "1/gate-smoke.log", RunID: id, StartedAt: t0.Add(time.Second)},
-			{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
+		after := set("unit", vocab.GatePassed) // latest status per kind: no second row
+		require.Equal(t, []vocab.Gate{
+			{Kind: "smoke", Status: vocab.GateRunning, LogRef: "1/gate-smoke.log", RunID: id, StartedAt: t0.Add(time.Second)},
+			{Kind: "unit", Status: vocab.GatePassed, LogRef: "1/gate-unit.log", RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
 		}, after, "the write returns every gate of the run, for the join")
 		b.clock.Add(time.Second)
-		set("smoke", run.GateFailed)
-		set("e2e", run.GateBlocked)
+		set("smoke", vocab.GateFailed)
+		set("e2e", vocab.GateBlocked)
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, []run.Gate{
-			{Kind: "e2e", Status: run.GateBlocked, LogRef: "1/gate-e2e.log", RunID: id},
-			{Kind: "smoke", Status: run.GateFailed, LogRef: "1/gate-smoke.log", RunID: id, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(3 * time.Second)},
-			{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
+		require.Equal(t, []vocab.Gate{
+			{Kind: "e2e", Status: vocab.GateBlocked, LogRef: "1/gate-e2e.log", RunID: id},
+			{Kind: "smoke", Status: vocab.GateFailed, LogRef: "1/gate-smoke.log", RunID: id, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(3 * time.Second)},
+			{Kind: "unit", Status: vocab.GatePassed, LogRef: "1/gate-unit.log", RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
 		}, r.Gates, "a gate blocked before it started has no times")
 		tier, err := b.store.TierGates(ctx, "host", "1.0")
 		require.NoError(t, err)
@@ -431,7 +431,7 @@ func TestHeartbeatAndExpire(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main", NoSupersede: true})
-		_, _, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t", runstore.Where{}, "")
+		_, _, err := b.store.SetPhase(ctx, id, vocab.PhaseCompiling, "t", runstore.Where{}, "")
 		require.NoError(t, err)
 		before, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
@@ -440,7 +440,7 @@ func TestHeartbeatAndExpire(t *testing.T) {
 		building, err := b.store.Building(ctx)
 		require.NoError(t, err)
 		require.Len(t, building, 1)
-		require.Equal(t, run.PhaseCompiling, building[0].Phase)
+		require.Equal(t, vocab.PhaseCompiling, building[0].Phase)
 		seen := building[0].ProgressAt
 
 		// A heartbeat after the janitor looked saves the run.
@@ -463,7 +463,7 @@ func TestHeartbeatAndExpire(t *testing.T) {
 		require.True(t, expired)
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, run.ResultFailed, r.Result)
+		require.Equal(t, vocab.ResultFailed, r.Result)
 		require.Equal(t, "compiling: no progress for 31m (worker lost?)", r.FailureSummary)
 		building, err = b.store.Building(ctx)
 		require.NoError(t, err)
@@ -550,7 +550,7 @@ func TestFleetIDsAcrossPipelines(t *testing.T) {
 		// Supersede stays inside the pipeline: web's run still builds.
 		res, err := other.Result(ctx, w1)
 		require.NoError(t, err)
-		require.Equal(t, run.ResultBuilding, res)
+		require.Equal(t, vocab.ResultBuilding, res)
 	})
 }
 
@@ -589,12 +589,12 @@ func TestTerminalWriteBlocksRunningGates(t *testing.T) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{})
 		t0 := b.clock.Now()
-		for _, g := range []run.Gate{{Kind: "lint", Status: run.GateRunning}, {Kind: "unit", Status: run.GateRunning}} {
+		for _, g := range []vocab.Gate{{Kind: "lint", Status: vocab.GateRunning}, {Kind: "unit", Status: vocab.GateRunning}} {
 			_, _, err := b.store.SetGate(ctx, id, "host", "1", g)
 			require.NoError(t, err)
 		}
 		b.clock.Add(time.Second)
-		_, _, err := b.store.SetGate(ctx, id, "host", "1", run.Gate{Kind: "unit", Status: run.GateFailed})
+		_, _, err := b.store.SetGate(ctx, id, "host", "1", vocab.Gate{Kind: "unit", Status: vocab.GateFailed})
 		require.NoError(t, err)
 		b.clock.Add(time.Second)
 		won, err := b.store.Fail(ctx, id, "unit: TestAdd")
@@ -602,9 +602,9 @@ func TestTerminalWriteBlocksRunningGates(t *testing.T) {
 		require.True(t, won)
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, []run.Gate{
-			{Kind: "lint", Status: run.GateBlocked, RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
-			{Kind: "unit", Status: run.GateFailed, RunID: id, StartedAt: t0, FinishedAt: t0.Add(time.Second)},
+		require.Equal(t, []vocab.Gate{
+			{Kind: "lint", Status: vocab.GateBlocked, RunID: id, StartedAt: t0, FinishedAt: t0.Add(2 * time.Second)},
+			{Kind: "unit", Status: vocab.GateFailed, RunID: id, StartedAt: t0, FinishedAt: t0.Add(time.Second)},
 		}, r.Gates)
 	})
 }
@@ -618,18 +618,18 @@ func TestPhasesRecorded(t *testing.T) {
 		id := create(t, b.store, runstore.CreateRequest{})
 		t0 := b.clock.Now()
 		a, c := runstore.Where{Disk: "d1", Worker: "a:/data"}, runstore.Where{Disk: "d2", Worker: "c:/data"}
-		_, _, err := b.store.SetPhase(ctx, id, run.PhaseFetching, "t", a, "1/fetch.log")
+		_, _, err := b.store.SetPhase(ctx, id, vocab.PhaseFetching, "t", a, "1/fetch.log")
 		require.NoError(t, err)
 		b.clock.Add(time.Second)
-		_, _, err = b.store.SetPhase(ctx, id, run.PhaseGating, "t", a, "")
+		_, _, err = b.store.SetPhase(ctx, id, vocab.PhaseGating, "t", a, "")
 		require.NoError(t, err)
 		b.clock.Add(time.Second)
-		_, got, err := b.store.SetPhase(ctx, id, run.PhaseGating, "t2", c, "") // a redelivered gate, elsewhere
+		_, got, err := b.store.SetPhase(ctx, id, vocab.PhaseGating, "t2", c, "") // a redelivered gate, elsewhere
 		require.NoError(t, err)
 		require.Equal(t, "d2", got.Disk)
-		require.Equal(t, []run.PhaseRun{
-			{Phase: run.PhaseFetching, StartedAt: t0, FinishedAt: t0.Add(time.Second), Worker: "a:/data", LogRef: "1/fetch.log"},
-			{Phase: run.PhaseGating, StartedAt: t0.Add(time.Second), Worker: "c:/data"},
+		require.Equal(t, []vocab.PhaseRun{
+			{Phase: vocab.PhaseFetching, StartedAt: t0, FinishedAt: t0.Add(time.Second), Worker: "a:/data", LogRef: "1/fetch.log"},
+			{Phase: vocab.PhaseGating, StartedAt: t0.Add(time.Second), Worker: "c:/data"},
 		}, got.Phases)
 		b.clock.Add(time.Second)
 		_, err = b.store.Pass(ctx, id)
@@ -647,11 +647,11 @@ func TestGateTests(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		id := create(t, b.store, runstore.CreateRequest{Ref: "main"})
-		counts := &run.Tests{Passed: 41, Failed: 2, Skipped: 3}
-		for _, g := range []run.Gate{
-			{Kind: "unit", Status: run.GateRunning},
-			{Kind: "unit", Status: run.GateFailed, Tests: counts},
-			{Kind: "lint", Status: run.GatePassed},
+		counts := &vocab.Tests{Passed: 41, Failed: 2, Skipped: 3}
+		for _, g := range []vocab.Gate{
+			{Kind: "unit", Status: vocab.GateRunning},
+			{Kind: "unit", Status: vocab.GateFailed, Tests: counts},
+			{Kind: "lint", Status: vocab.GatePassed},
 		} {
 			_, _, err := b.store.SetGate(ctx, id, "host", "1.0", g)
 			require.NoError(t, err)

@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"sando/datadir"
-	"sando/proc"
+	"sando.dev/sando/internal/datadir"
+	"sando.dev/sando/internal/proc"
 )
 
 // Phase commands as another user (SANDO_BUILD_USER), so that a build

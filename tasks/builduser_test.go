@@ -11,9 +11,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"sando/datadir"
-	"sando/proc"
-	"sando/steps"
+	"sando.dev/sando/internal/datadir"
+	"sando.dev/sando/internal/proc"
+	"sando.dev/sando/internal/steps"
 )
 
 // What phase commands get of the worker's environment: none of its

@@ -13,10 +13,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"sando/pipeline"
-	"sando/run"
-	"sando/runstore"
-	"sando/steps"
+	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // serve runs b's runner on a real asynq server with conc slots until the
@@ -41,9 +41,9 @@ func start(t *testing.T, b *testBundle) int64 {
 	return id
 }
 
-func waitTerminal(t *testing.T, store *runstore.Store, id int64) *run.Run {
+func waitTerminal(t *testing.T, store *runstore.Store, id int64) *vocab.Run {
 	t.Helper()
-	var r *run.Run
+	var r *vocab.Run
 	require.Eventually(t, func() bool {
 		var err error
 		r, err = store.Get(context.Background(), id)
@@ -65,11 +65,11 @@ func TestGatesFanOutAndJoin(t *testing.T) {
 	}
 	serve(t, b, 4)
 	r := waitTerminal(t, b.store, start(t, b))
-	require.Equal(t, run.ResultPassed, r.Result, r.FailureSummary)
-	byKind := map[string]run.Gate{}
+	require.Equal(t, vocab.ResultPassed, r.Result, r.FailureSummary)
+	byKind := map[string]vocab.Gate{}
 	for _, g := range r.Gates {
 		byKind[g.Kind] = g
-		require.Equal(t, run.GatePassed, g.Status, g.Kind)
+		require.Equal(t, vocab.GatePassed, g.Status, g.Kind)
 	}
 	lint, unit, e2e := byKind["lint"], byKind["unit"], byKind["e2e"]
 	require.True(t, lint.StartedAt.Before(unit.FinishedAt) && unit.StartedAt.Before(lint.FinishedAt),
@@ -93,13 +93,13 @@ func TestRedGateStopsSiblings(t *testing.T) {
 	serve(t, b, 4)
 	began := time.Now()
 	r := waitTerminal(t, b.store, start(t, b))
-	require.Equal(t, run.ResultFailed, r.Result)
+	require.Equal(t, vocab.ResultFailed, r.Result)
 	require.Equal(t, "unit: FAIL: digest mismatch", r.FailureSummary)
-	status := map[string]run.GateStatus{}
+	status := map[string]vocab.GateStatus{}
 	for _, g := range r.Gates {
 		status[g.Kind] = g.Status
 	}
-	require.Equal(t, map[string]run.GateStatus{"slow": run.GateBlocked, "unit": run.GateFailed, "e2e": run.GateBlocked}, status)
+	require.Equal(t, map[string]vocab.GateStatus{"slow": vocab.GateBlocked, "unit": vocab.GateFailed, "e2e": vocab.GateBlocked}, status)
 	require.Less(t, time.Since(began), 20*time.Second, "the run did not wait for its slow sibling")
 	raw, err := os.ReadFile(filepath.Join(mark, "slow.pid"))
 	require.NoError(t, err, "the slow sibling had started")
@@ -117,7 +117,7 @@ func TestRunIsBuiltWithItsOwnDefinition(t *testing.T) {
 	serve(t, b, 2)
 	id := start(t, b)
 	b.pipeline.Build = "false" // an edit after the trigger
-	require.Equal(t, run.ResultPassed, waitTerminal(t, b.store, id).Result)
+	require.Equal(t, vocab.ResultPassed, waitTerminal(t, b.store, id).Result)
 
 	web := *b.pipeline
 	web.Name, web.Build = "web", "echo 'web.c:1:1: error: nope' >&2; exit 1"
@@ -141,6 +141,6 @@ func TestRunWithoutDefinitionFailsClearly(t *testing.T) {
 	require.ErrorIs(t, err, asynq.SkipRetry)
 	r, err := b.store.Get(ctx, c.ID)
 	require.NoError(t, err)
-	require.Equal(t, run.ResultFailed, r.Result)
+	require.Equal(t, vocab.ResultFailed, r.Result)
 	require.Contains(t, r.FailureSummary, "started by an older version of Sando")
 }

@@ -11,10 +11,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"sando/pipeline"
-	"sando/run"
-	"sando/runstore"
-	"sando/steps"
+	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // TypeJanitor fails runs that stopped making progress: a worker killed
@@ -48,7 +48,7 @@ const BeatInterval = 5 * time.Second
 // Deadline is how long a building run in phase may go without progress:
 // its longest step's timeout and a margin, or queuedDeadline for a run no
 // step has taken yet.
-func Deadline(p *pipeline.Pipeline, phase run.Phase) time.Duration {
+func Deadline(p *pipeline.Pipeline, phase vocab.Phase) time.Duration {
 	if longest, ok := steps.Longest(p, phase); ok {
 		return longest + deadlineMargin
 	}
@@ -175,7 +175,7 @@ func (r *Runner) expireStalled(ctx context.Context, name string, store *runstore
 				continue
 			}
 			why := "worker lost?"
-			if cur.Phase == run.PhaseQueued {
+			if cur.Phase == vocab.PhaseQueued {
 				why = "no worker took it?"
 			}
 			summary = fmt.Sprintf("%s: no progress for %s (%s)", cur.Phase, idle.Round(time.Second), why)
@@ -200,11 +200,11 @@ func (r *Runner) expireStalled(ctx context.Context, name string, store *runstore
 // "": its step and every worker on its data dir have been silent for
 // lostAfter, and were so at the previous sweep too, at the same progress.
 // suspect says the run is silent for the first time: the next sweep tells.
-func (r *Runner) lost(ctx context.Context, store *runstore.Store, cur *run.Run, since, now time.Time, seen map[string]time.Time) (summary string, suspect bool, err error) {
+func (r *Runner) lost(ctx context.Context, store *runstore.Store, cur *vocab.Run, since, now time.Time, seen map[string]time.Time) (summary string, suspect bool, err error) {
 	// A fetch waits on the fleet's queue: any live worker's asynq takes a
 	// lost one back (and fetches anew on its own disk), so only the steps
 	// bound to a data dir can be stranded with it.
-	if cur.Disk == "" || cur.Phase == run.PhaseQueued || cur.Phase == run.PhaseFetching || now.Sub(since) <= lostAfter {
+	if cur.Disk == "" || cur.Phase == vocab.PhaseQueued || cur.Phase == vocab.PhaseFetching || now.Sub(since) <= lostAfter {
 		return "", false, nil
 	}
 	last, ok := seen[cur.Disk]

@@ -9,11 +9,11 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"sando/lifecycle"
-	"sando/pipeline"
-	"sando/run"
-	"sando/runstore"
-	"sando/steps"
+	"sando.dev/sando/internal/lifecycle"
+	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // job is one run as a task meets it: its pipeline's store and lifecycle,
@@ -42,7 +42,7 @@ const summaryNoDefinition = "this run was started by an older version of Sando, 
 // open makes the job of cur, a run of pipeline name. A run whose
 // definition is missing or unreadable cannot be built anywhere: it is
 // failed with a summary saying so, and the error wraps asynq.SkipRetry.
-func (r *Runner) open(ctx context.Context, name string, cur *run.Run) (*job, error) {
+func (r *Runner) open(ctx context.Context, name string, cur *vocab.Run) (*job, error) {
 	p, err := r.definition(cur.Definition)
 	if err != nil {
 		bare := &job{store: runstore.New(r.Redis, name), p: &pipeline.Pipeline{Name: name}}
@@ -63,7 +63,7 @@ func (r *Runner) open(ctx context.Context, name string, cur *run.Run) (*job, err
 
 // openID is open for a run known by id only (webhooks, a task's last
 // retry): it reads the run first.
-func (r *Runner) openID(ctx context.Context, pl steps.Payload) (*job, *run.Run, error) {
+func (r *Runner) openID(ctx context.Context, pl steps.Payload) (*job, *vocab.Run, error) {
 	name, err := r.pipelineOf(ctx, pl)
 	if err != nil {
 		return nil, nil, err

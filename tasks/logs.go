@@ -4,9 +4,9 @@ import (
 	"context"
 	"io"
 
-	"sando/logstore"
-	"sando/runstore"
-	"sando/steps"
+	"sando.dev/sando/internal/logstore"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/runstore"
 )
 
 // openLog opens step s's log of run id: a file on this worker's data dir

@@ -17,18 +17,18 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"sando/cache"
-	"sando/datadir"
-	"sando/gitfetch"
-	"sando/headline"
-	"sando/lifecycle"
-	"sando/metrics"
-	"sando/pipeline"
-	"sando/proc"
-	"sando/run"
-	"sando/runstore"
-	"sando/steps"
-	"sando/version"
+	"sando.dev/sando/internal/cache"
+	"sando.dev/sando/internal/datadir"
+	"sando.dev/sando/internal/failure"
+	"sando.dev/sando/internal/gitfetch"
+	"sando.dev/sando/internal/lifecycle"
+	"sando.dev/sando/internal/metrics"
+	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/proc"
+	"sando.dev/sando/internal/projversion"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // Runner does the work of every step of every pipeline's runs. It reads
@@ -296,7 +296,7 @@ func (r *Runner) Cleanup(id int64) {
 
 // runVars are the SANDO_* variables of a phase command in worktree dir
 // with cache slot slot.
-func (r *Runner) runVars(cur *run.Run, dir string, slot cache.Slot) map[string]string {
+func (r *Runner) runVars(cur *vocab.Run, dir string, slot cache.Slot) map[string]string {
 	return map[string]string{
 		"SANDO_RUN_ID":    strconv.FormatInt(cur.ID, 10),
 		"SANDO_SHA":       cur.SHA,
@@ -307,7 +307,7 @@ func (r *Runner) runVars(cur *run.Run, dir string, slot cache.Slot) map[string]s
 	}
 }
 
-func (r *Runner) fetch(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
+func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step) verdict {
 	logw, _, closeLog, err := r.openLog(j, cur.ID, s)
 	if err != nil {
 		return verdict{err: err}
@@ -342,7 +342,7 @@ func (r *Runner) fetch(ctx context.Context, j *job, cur *run.Run, s steps.Step) 
 	case err != nil:
 		return verdict{err: fmt.Errorf("fetch: %w", err)}
 	}
-	ver, err := version.Read(dir, j.p.VersionFile, sha)
+	ver, err := projversion.Read(dir, j.p.VersionFile, sha)
 	if err != nil {
 		return verdict{failure: "fetch: " + err.Error()}
 	}
@@ -360,7 +360,7 @@ func (r *Runner) fetch(ctx context.Context, j *job, cur *run.Run, s steps.Step) 
 // at once if a run of the same tree and definition passed, and otherwise
 // records what the fetch learned with the run's reuse key, under which
 // the run is filed once it passes.
-func (r *Runner) reuseOrRecord(ctx context.Context, j *job, cur *run.Run, opts gitfetch.Options, sha, ver string) verdict {
+func (r *Runner) reuseOrRecord(ctx context.Context, j *job, cur *vocab.Run, opts gitfetch.Options, sha, ver string) verdict {
 	opts.Log = nil
 	tree, err := gitfetch.TreeOf(ctx, opts, sha)
 	if err != nil {
@@ -382,12 +382,12 @@ func (r *Runner) reuseOrRecord(ctx context.Context, j *job, cur *run.Run, opts g
 	return verdict{}
 }
 
-func (r *Runner) stage(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
+func (r *Runner) stage(ctx context.Context, j *job, cur *vocab.Run, s steps.Step) verdict {
 	if err := os.MkdirAll(r.Layout.StageDir(cur.ID), 0o755); err != nil {
 		return verdict{err: err}
 	}
 	return r.command(ctx, j, cur, s, j.p.Stage, func(out []byte, res proc.Result, timeout time.Duration) string {
-		return "stage: " + cmp.Or(headline.Compile(out), res.Describe(timeout))
+		return "stage: " + cmp.Or(failure.Compile(out), res.Describe(timeout))
 	})
 }
 
@@ -395,12 +395,12 @@ func compileSummary(out []byte, res proc.Result, timeout time.Duration) string {
 	if res.TimedOut {
 		return "compile: " + res.Describe(timeout)
 	}
-	return cmp.Or(headline.Compile(out), "compile: "+res.Describe(timeout))
+	return cmp.Or(failure.Compile(out), "compile: "+res.Describe(timeout))
 }
 
 // command runs one shell command of the pipeline in the run's worktree,
 // its output in the step's log, and judges it with summarize.
-func (r *Runner) command(ctx context.Context, j *job, cur *run.Run, s steps.Step, script string,
+func (r *Runner) command(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, script string,
 	summarize func([]byte, proc.Result, time.Duration) string,
 ) verdict {
 	timeout := s.Timeout(j.p)
@@ -416,7 +416,7 @@ func (r *Runner) command(ctx context.Context, j *job, cur *run.Run, s steps.Step
 	return verdict{}
 }
 
-func (r *Runner) exec(ctx context.Context, j *job, cur *run.Run, s steps.Step, script string) (proc.Result, []byte, error) {
+func (r *Runner) exec(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, script string) (proc.Result, []byte, error) {
 	stepName, timeout := s.Name(), s.Timeout(j.p)
 	// The worktree's real path: the slot's, which stays one across the
 	// slot's runs (tools that key their outputs by path, as cargo does,
@@ -464,7 +464,7 @@ func (r *Runner) exec(ctx context.Context, j *job, cur *run.Run, s steps.Step, s
 	return res, out, nil
 }
 
-// readForSummary reads what headline needs of a log: the first 4 MiB
+// readForSummary reads what package failure needs of a log: the first 4 MiB
 // (where the first error is) and the last 64 KiB (the fallback lines).
 func readForSummary(path string) ([]byte, error) {
 	const head, tail = 4 << 20, 64 << 10
@@ -494,12 +494,12 @@ func readForSummary(path string) ([]byte, error) {
 // the run that has passed (read in the same step as this gate's pass), for
 // the join; when it fails, every gate the run has not reached is blocked
 // (those still running are blocked by the terminal write).
-func (r *Runner) gate(ctx context.Context, j *job, cur *run.Run, s steps.Step) verdict {
+func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step) verdict {
 	g, _ := j.p.GateByKind(s.Gate) // steps.Resolve checked it is one
 	ref := datadir.LogRef(cur.ID, s.Name())
-	var tests *run.Tests // this gate's report counts, once it has ended
-	record := func(st run.GateStatus, kind, logRef string) ([]run.Gate, error) {
-		g := run.Gate{Kind: kind, Status: st, LogRef: logRef}
+	var tests *vocab.Tests // this gate's report counts, once it has ended
+	record := func(st vocab.GateStatus, kind, logRef string) ([]vocab.Gate, error) {
+		g := vocab.Gate{Kind: kind, Status: st, LogRef: logRef}
 		if kind == s.Gate {
 			g.Tests = tests
 		}
@@ -509,18 +509,18 @@ func (r *Runner) gate(ctx context.Context, j *job, cur *run.Run, s steps.Step) v
 		}
 		return gates, err
 	}
-	if _, err := record(run.GateRunning, g.Kind, ref); err != nil {
+	if _, err := record(vocab.GateRunning, g.Kind, ref); err != nil {
 		return verdict{err: err}
 	}
 	res, out, err := r.exec(ctx, j, cur, s, g.Run)
 	if err == nil && !res.Canceled {
-		status := run.GateFailed
+		status := vocab.GateFailed
 		if res.OK() {
-			status = run.GatePassed
+			status = vocab.GatePassed
 		}
 		r.Metrics.Gate(g.Kind, string(status), res.Duration)
 	}
-	var report *headline.Report
+	var report *failure.Report
 	if err == nil && !res.Canceled && g.Report != "" {
 		report = r.readGateReport(cur, g.Kind, g.Report)
 		tests = testsOf(report)
@@ -531,25 +531,25 @@ func (r *Runner) gate(ctx context.Context, j *job, cur *run.Run, s steps.Step) v
 	case res.Canceled:
 		return verdict{err: ctx.Err()}
 	case res.OK():
-		gates, err := record(run.GatePassed, g.Kind, ref)
+		gates, err := record(vocab.GatePassed, g.Kind, ref)
 		if err != nil {
 			return verdict{err: err}
 		}
 		passed := map[string]bool{}
 		for _, other := range gates {
-			if other.Status == run.GatePassed {
+			if other.Status == vocab.GatePassed {
 				passed[other.Kind] = true
 			}
 		}
 		return verdict{passed: passed}
 	}
-	gates, err := record(run.GateFailed, g.Kind, ref)
+	gates, err := record(vocab.GateFailed, g.Kind, ref)
 	if err != nil {
 		return verdict{err: err}
 	}
 	for _, other := range j.p.Gates {
-		if !slices.ContainsFunc(gates, func(reached run.Gate) bool { return reached.Kind == other.Kind }) {
-			if _, err := record(run.GateBlocked, other.Kind, ""); err != nil {
+		if !slices.ContainsFunc(gates, func(reached vocab.Gate) bool { return reached.Kind == other.Kind }) {
+			if _, err := record(vocab.GateBlocked, other.Kind, ""); err != nil {
 				return verdict{err: err}
 			}
 		}
@@ -560,15 +560,15 @@ func (r *Runner) gate(ctx context.Context, j *job, cur *run.Run, s steps.Step) v
 	if report != nil && report.First != "" {
 		// The report names the failing test as the runner recorded it;
 		// the log may hold only a progress line for it.
-		return verdict{failure: headline.Truncate(g.Kind + ": " + report.First)}
+		return verdict{failure: failure.Truncate(g.Kind + ": " + report.First)}
 	}
-	return verdict{failure: headline.Gate(g.Kind, out, res.Describe(g.Timeout))}
+	return verdict{failure: failure.Gate(g.Kind, out, res.Describe(g.Timeout))}
 }
 
 // readGateReport reads the JUnit reports the gate wrote (see gateReport).
 // A report that cannot be read never fails the gate: the gate's exit
 // status judges it; what was left out is logged.
-func (r *Runner) readGateReport(cur *run.Run, kind, pattern string) *headline.Report {
+func (r *Runner) readGateReport(cur *vocab.Run, kind, pattern string) *failure.Report {
 	rep, skipped, err := gateReport(r.Layout.Worktree(cur.ID), pattern)
 	if err != nil {
 		skipped = append(skipped, err)

@@ -16,13 +16,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"sando/datadir"
-	"sando/internal/redistest"
-	"sando/logstore"
-	"sando/pipeline"
-	"sando/run"
-	"sando/runstore"
-	"sando/steps"
+	"sando.dev/sando/internal/datadir"
+	"sando.dev/sando/internal/logstore"
+	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 type testBundle struct {
@@ -141,18 +141,18 @@ func TestRedeliveredPhaseEnqueuesNextOnce(t *testing.T) {
 	g := r.Gates[0]
 	require.False(t, g.StartedAt.IsZero() || g.FinishedAt.Before(g.StartedAt), "the gate is timed: %+v", g)
 	g.StartedAt, g.FinishedAt = time.Time{}, time.Time{}
-	require.Equal(t, run.Gate{Kind: "unit", Status: run.GatePassed, LogRef: "1/gate-unit.log", RunID: id}, g)
+	require.Equal(t, vocab.Gate{Kind: "unit", Status: vocab.GatePassed, LogRef: "1/gate-unit.log", RunID: id}, g)
 
 	// A late compile after gating began is ignored: the run never moves back.
 	require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})))
 	r, err = b.store.Get(ctx, id)
 	require.NoError(t, err)
-	require.Equal(t, run.PhaseGating, r.Phase)
+	require.Equal(t, vocab.PhaseGating, r.Phase)
 
 	require.NoError(t, b.runner.handle(ctx, task(steps.Gate, steps.Payload{RunID: id, Gate: "smoke"})))
 	r, err = b.store.Get(ctx, id)
 	require.NoError(t, err)
-	require.Equal(t, run.ResultPassed, r.Result)
+	require.Equal(t, vocab.ResultPassed, r.Result)
 	require.NoDirExists(t, b.runner.Layout.Worktree(id), "a settled run's worktree is removed")
 }
 
@@ -161,7 +161,7 @@ func TestPhaseOfFinishedRunEndsQuietly(t *testing.T) {
 	b := setup(t, "true")
 	ctx := context.Background()
 	id := newRun(t, b)
-	_, err := b.store.Abort(ctx, id, run.SummaryCanceled)
+	_, err := b.store.Abort(ctx, id, vocab.SummaryCanceled)
 	require.NoError(t, err)
 	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
 	require.Empty(t, pendingOf(t, b, steps.Compile))
@@ -195,7 +195,7 @@ func TestCompileFailureSettlesWithoutRetry(t *testing.T) {
 	require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})))
 	r, err := b.store.Get(ctx, id)
 	require.NoError(t, err)
-	require.Equal(t, run.ResultFailed, r.Result)
+	require.Equal(t, vocab.ResultFailed, r.Result)
 	require.Equal(t, "main.c:3:5: error: expected ; before }", r.FailureSummary)
 	require.Empty(t, pendingOf(t, b, steps.Gate))
 }
@@ -216,12 +216,12 @@ func TestLastRetryFailsRun(t *testing.T) {
 	b.runner.giveUpIfLast(ctx, tk, err, 2, 5)
 	r, gerr := b.store.Get(ctx, id)
 	require.NoError(t, gerr)
-	require.Equal(t, run.ResultBuilding, r.Result, "retries remain")
+	require.Equal(t, vocab.ResultBuilding, r.Result, "retries remain")
 
 	b.runner.giveUpIfLast(ctx, tk, err, 5, 5)
 	r, gerr = b.store.Get(ctx, id)
 	require.NoError(t, gerr)
-	require.Equal(t, run.ResultFailed, r.Result)
+	require.Equal(t, vocab.ResultFailed, r.Result)
 	require.True(t, strings.HasPrefix(r.FailureSummary, "fetching: fetch: git fetch:"), r.FailureSummary)
 	require.True(t, strings.HasSuffix(r.FailureSummary, "(gave up after 6 attempts)"), r.FailureSummary)
 }
@@ -238,9 +238,9 @@ func TestWatcherStopsBuildOfSettledRun(t *testing.T) {
 	go func() { done <- b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})) }()
 	require.Eventually(t, func() bool {
 		r, err := b.store.Get(ctx, id)
-		return err == nil && r.Phase == run.PhaseCompiling
+		return err == nil && r.Phase == vocab.PhaseCompiling
 	}, 5*time.Second, 10*time.Millisecond)
-	_, err := b.store.Abort(ctx, id, run.SummarySuperseded)
+	_, err := b.store.Abort(ctx, id, vocab.SummarySuperseded)
 	require.NoError(t, err)
 	select {
 	case err := <-done:
@@ -267,22 +267,22 @@ func TestJanitorFailsStalledRun(t *testing.T) {
 	ctx := context.Background()
 	stalled := newRun(t, b)
 	alive := newRun(t, b)
-	_, _, err := b.store.SetPhase(ctx, stalled, run.PhaseCompiling, "t", runstore.Where{}, "")
+	_, _, err := b.store.SetPhase(ctx, stalled, vocab.PhaseCompiling, "t", runstore.Where{}, "")
 	require.NoError(t, err)
-	_, _, err = b.store.SetPhase(ctx, alive, run.PhaseCompiling, "t", runstore.Where{}, "")
+	_, _, err = b.store.SetPhase(ctx, alive, vocab.PhaseCompiling, "t", runstore.Where{}, "")
 	require.NoError(t, err)
 	// The stalled run's last sign of life is older than compile's deadline.
-	old := time.Now().Add(-Deadline(b.pipeline, run.PhaseCompiling) - time.Minute).UTC()
+	old := time.Now().Add(-Deadline(b.pipeline, vocab.PhaseCompiling) - time.Minute).UTC()
 	require.NoError(t, b.runner.Redis.HSet(ctx, b.store.Keys().Run(stalled), "progress_at", old.Format("2006-01-02T15:04:05.000Z07:00")).Err())
 
 	require.NoError(t, b.runner.sweep(ctx, nil))
 	r, err := b.store.Get(ctx, stalled)
 	require.NoError(t, err)
-	require.Equal(t, run.ResultFailed, r.Result)
+	require.Equal(t, vocab.ResultFailed, r.Result)
 	require.Regexp(t, `^compiling: no progress for 4m\d+s \(worker lost\?\)$`, r.FailureSummary)
 	r, err = b.store.Get(ctx, alive)
 	require.NoError(t, err)
-	require.Equal(t, run.ResultBuilding, r.Result)
+	require.Equal(t, vocab.ResultBuilding, r.Result)
 }
 
 func TestJanitorOncePerWindow(t *testing.T) {
@@ -347,19 +347,19 @@ func TestJanitorFailsRunOfLostWorker(t *testing.T) {
 	}
 	atDisk := func(disk string) int64 {
 		id := newRun(t, b)
-		_, _, err := b.store.SetPhase(ctx, id, run.PhaseCompiling, "t", runstore.Where{Disk: disk, Worker: "h:/" + disk}, "")
+		_, _, err := b.store.SetPhase(ctx, id, vocab.PhaseCompiling, "t", runstore.Where{Disk: disk, Worker: "h:/" + disk}, "")
 		require.NoError(t, err)
 		progressAgo(id, time.Minute)
 		return id
 	}
 	lost, shared, moved := atDisk("gone"), atDisk("alive"), atDisk("gone")
 	fetching := newRun(t, b) // on the fleet's fetch queue: asynq hands it to any live worker
-	_, _, err := b.store.SetPhase(ctx, fetching, run.PhaseFetching, "t", runstore.Where{Disk: "gone", Worker: "h:/gone"}, "")
+	_, _, err := b.store.SetPhase(ctx, fetching, vocab.PhaseFetching, "t", runstore.Where{Disk: "gone", Worker: "h:/gone"}, "")
 	require.NoError(t, err)
 	progressAgo(fetching, time.Minute)
 	require.NoError(t, b.runner.Fleet.Beat(ctx, "gone", now.Add(-2*time.Minute)))
 	require.NoError(t, b.runner.Fleet.Beat(ctx, "alive", now.Add(-time.Second)))
-	result := func(id int64) *run.Run {
+	result := func(id int64) *vocab.Run {
 		r, err := b.store.Get(ctx, id)
 		require.NoError(t, err)
 		return r
@@ -367,7 +367,7 @@ func TestJanitorFailsRunOfLostWorker(t *testing.T) {
 
 	require.NoError(t, b.runner.sweep(ctx, nil))
 	for _, id := range []int64{lost, shared, moved} {
-		require.Equal(t, run.ResultBuilding, result(id).Result, "one silent sweep is not enough: run %d", id)
+		require.Equal(t, vocab.ResultBuilding, result(id).Result, "one silent sweep is not enough: run %d", id)
 	}
 	now = now.Add(JanitorInterval)
 	progressAgo(lost, time.Minute+JanitorInterval) // unchanged since the last sweep
@@ -376,11 +376,11 @@ func TestJanitorFailsRunOfLostWorker(t *testing.T) {
 	progressAgo(fetching, time.Minute+JanitorInterval)
 	require.NoError(t, b.runner.sweep(ctx, nil))
 	r := result(lost)
-	require.Equal(t, run.ResultFailed, r.Result)
+	require.Equal(t, vocab.ResultFailed, r.Result)
 	require.Equal(t, "compiling: worker lost (h:/gone, silent for 1m30s); rebuild to run it elsewhere", r.FailureSummary)
-	require.Equal(t, run.ResultBuilding, result(shared).Result, "a live worker on its disk recovers it")
-	require.Equal(t, run.ResultBuilding, result(moved).Result, "it moved: not lost")
-	require.Equal(t, run.ResultBuilding, result(fetching).Result, "a fetch is not bound to its disk")
+	require.Equal(t, vocab.ResultBuilding, result(shared).Result, "a live worker on its disk recovers it")
+	require.Equal(t, vocab.ResultBuilding, result(moved).Result, "it moved: not lost")
+	require.Equal(t, vocab.ResultBuilding, result(fetching).Result, "a fetch is not bound to its disk")
 }
 
 // Every worker tidies its own data dir: a pruned run's files go, a

@@ -8,8 +8,8 @@ import (
 	"os"
 	"path"
 
-	"sando/headline"
-	"sando/run"
+	"sando.dev/sando/internal/failure"
+	"sando.dev/sando/internal/vocab"
 )
 
 // maxReport is the largest JUnit report read (a bigger one is left out):
@@ -25,7 +25,7 @@ const maxReport = 16 << 20
 // so a symlink the build left cannot make the worker read outside the
 // worktree. Files that cannot be read or are not JUnit XML are left out,
 // each named in skipped.
-func gateReport(worktree, pattern string) (rep *headline.Report, skipped []error, err error) {
+func gateReport(worktree, pattern string) (rep *failure.Report, skipped []error, err error) {
 	root, err := os.OpenRoot(worktree)
 	if err != nil {
 		return nil, nil, err
@@ -43,7 +43,7 @@ func gateReport(worktree, pattern string) (rep *headline.Report, skipped []error
 			continue
 		}
 		if rep == nil {
-			rep = &headline.Report{}
+			rep = &failure.Report{}
 		}
 		rep.Tests = rep.Add(r.Tests)
 		if rep.First == "" {
@@ -53,35 +53,35 @@ func gateReport(worktree, pattern string) (rep *headline.Report, skipped []error
 	return rep, skipped, nil
 }
 
-func readReport(fsys fs.FS, name string) (headline.Report, error) {
+func readReport(fsys fs.FS, name string) (failure.Report, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
-		return headline.Report{}, err
+		return failure.Report{}, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	switch {
 	case err != nil:
-		return headline.Report{}, err
+		return failure.Report{}, err
 	case !st.Mode().IsRegular():
-		return headline.Report{}, errors.New("not a regular file")
+		return failure.Report{}, errors.New("not a regular file")
 	case st.Size() > maxReport:
-		return headline.Report{}, fmt.Errorf("larger than %d MiB", maxReport>>20)
+		return failure.Report{}, fmt.Errorf("larger than %d MiB", maxReport>>20)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxReport+1))
 	if err != nil {
-		return headline.Report{}, err
+		return failure.Report{}, err
 	}
 	if len(data) > maxReport {
-		return headline.Report{}, fmt.Errorf("larger than %d MiB", maxReport>>20)
+		return failure.Report{}, fmt.Errorf("larger than %d MiB", maxReport>>20)
 	}
-	return headline.ParseJUnit(data)
+	return failure.ParseJUnit(data)
 }
 
 // testsOf is a report's counts for the run view, nil without a report.
-func testsOf(rep *headline.Report) *run.Tests {
+func testsOf(rep *failure.Report) *vocab.Tests {
 	if rep == nil {
 		return nil
 	}
-	return &run.Tests{Passed: rep.Passed, Failed: rep.Failed, Skipped: rep.Skipped}
+	return &vocab.Tests{Passed: rep.Passed, Failed: rep.Failed, Skipped: rep.Skipped}
 }

@@ -7,12 +7,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"sando/run"
+	"sando.dev/sando/internal/vocab"
 )
 
 func TestGateReport(t *testing.T) {
 	t.Parallel()
-	report, err := os.ReadFile(filepath.Join("..", "headline", "testdata", "junit", "surefire_calc.xml"))
+	report, err := os.ReadFile(filepath.Join("..", "internal", "failure", "testdata", "junit", "surefire_calc.xml"))
 	require.NoError(t, err)
 	outside := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret.xml"), report, 0o644))
@@ -29,7 +29,7 @@ func TestGateReport(t *testing.T) {
 
 	rep, skipped, err := gateReport(wt, "reports/TEST-*.xml")
 	require.NoError(t, err)
-	require.Equal(t, &run.Tests{Passed: 2, Failed: 1, Skipped: 1}, testsOf(rep), "a, b summed; c and the escaping d left out")
+	require.Equal(t, &vocab.Tests{Passed: 2, Failed: 1, Skipped: 1}, testsOf(rep), "a, b summed; c and the escaping d left out")
 	require.Equal(t, "CalcTest.addsNumbers: CalcTest.java:14: java.lang.AssertionError: expected:<4> but was:<3>", rep.First)
 	require.Len(t, skipped, 2)
 	require.ErrorContains(t, skipped[0], "reports/TEST-c.xml")

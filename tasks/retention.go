@@ -10,8 +10,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"sando/runstore"
-	"sando/steps"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/runstore"
 )
 
 // TypePrune deletes finished runs past retention, with their logs and

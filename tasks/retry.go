@@ -9,7 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"sando/steps"
+	"sando.dev/sando/internal/steps"
 )
 
 // RetryDelay replaces asynq's default (n⁴ + 15 s + jitter, minutes after a

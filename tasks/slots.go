@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"sando/cache"
-	"sando/run"
-	"sando/runstore"
+	"sando.dev/sando/internal/cache"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // A run builds in a cache slot of its pipeline (package cache): the fetch
@@ -28,12 +28,12 @@ func (r *Runner) building(ctx context.Context, pipeline string, id int64) (bool,
 	if errors.Is(err, runstore.ErrNotFound) {
 		return false, nil
 	}
-	return res == run.ResultBuilding, err
+	return res == vocab.ResultBuilding, err
 }
 
 // takeSlot gives run cur of j's pipeline its slot and links the run's
 // worktree path to the slot's worktree.
-func (r *Runner) takeSlot(ctx context.Context, j *job, cur *run.Run) (cache.Slot, error) {
+func (r *Runner) takeSlot(ctx context.Context, j *job, cur *vocab.Run) (cache.Slot, error) {
 	gen, err := j.store.CacheGeneration(ctx)
 	if err != nil {
 		return cache.Slot{}, err
@@ -79,7 +79,7 @@ func (r *Runner) slotOf(id int64) (cache.Slot, bool) {
 // cacheDir is run cur's SANDO_CACHE_DIR: its slot's cache, or for a run
 // whose worktree is in no slot (started by an older version), a slot
 // taken now for the cache alone.
-func (r *Runner) cacheDir(ctx context.Context, j *job, cur *run.Run) (cache.Slot, error) {
+func (r *Runner) cacheDir(ctx context.Context, j *job, cur *vocab.Run) (cache.Slot, error) {
 	if slot, ok := r.slotOf(cur.ID); ok {
 		return slot, nil
 	}

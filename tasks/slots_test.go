@@ -12,15 +12,15 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"sando/lifecycle"
-	"sando/pipeline"
-	"sando/run"
-	"sando/steps"
+	"sando.dev/sando/internal/lifecycle"
+	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/vocab"
 )
 
 // drive runs run id as workers would: its fetch, then every step queued
 // on the bundle's disk, until none is left.
-func drive(t *testing.T, b *testBundle, id int64) *run.Run {
+func drive(t *testing.T, b *testBundle, id int64) *vocab.Run {
 	t.Helper()
 	ctx := context.Background()
 	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id, Pipeline: b.pipeline.Name})))
@@ -98,11 +98,11 @@ func TestReuseTreeBuildsAgainWhenTheCommandChanges(t *testing.T) {
 	withWebhooks(t, b, hook.URL+"/sando")
 
 	built := drive(t, b, newRun(t, b))
-	require.Equal(t, run.ResultPassed, built.Result)
+	require.Equal(t, vocab.ResultPassed, built.Result)
 	require.Zero(t, built.ReusedFrom)
 
 	reused := drive(t, b, newRun(t, b))
-	require.Equal(t, run.ResultPassed, reused.Result)
+	require.Equal(t, vocab.ResultPassed, reused.Result)
 	require.Equal(t, built.ID, reused.ReusedFrom)
 	require.NoFileExists(t, b.runner.Layout.LogPath(reused.ID, "compile"), "nothing was built")
 	require.Len(t, reused.Gates, 2)
@@ -117,7 +117,7 @@ func TestReuseTreeBuildsAgainWhenTheCommandChanges(t *testing.T) {
 
 	b.pipeline.Build = "echo built differently"
 	rebuilt := drive(t, b, newRun(t, b))
-	require.Equal(t, run.ResultPassed, rebuilt.Result)
+	require.Equal(t, vocab.ResultPassed, rebuilt.Result)
 	require.Zero(t, rebuilt.ReusedFrom, "another definition builds again")
 	require.Contains(t, compileLogOf(t, b, rebuilt.ID), "built differently")
 }

@@ -16,10 +16,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"sando/lifecycle"
-	"sando/runstore"
-	"sando/runview"
-	"sando/steps"
+	"sando.dev/sando/internal/lifecycle"
+	"sando.dev/sando/internal/runview"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/runstore"
 )
 
 // Sign is the Sando-Signature header value for body: "sha256=" and the hex

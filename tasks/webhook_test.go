@@ -17,10 +17,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"sando/lifecycle"
-	"sando/run"
-	"sando/runstore"
-	"sando/steps"
+	"sando.dev/sando/internal/lifecycle"
+	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/vocab"
+	"sando.dev/sando/runstore"
 )
 
 // hookReceiver records the webhook deliveries it gets.
@@ -122,7 +122,7 @@ func TestJanitorDeliversWebhooksOfCrashedSettler(t *testing.T) {
 	var view map[string]any
 	require.NoError(t, json.Unmarshal(d.body, &view))
 	require.Equal(t, float64(lost), view["run_id"])
-	require.Equal(t, string(run.ResultFailed), view["result"])
+	require.Equal(t, string(vocab.ResultFailed), view["result"])
 	require.Equal(t, "compile: undefined: x", view["failure_summary"])
 }
 

@@ -6,9 +6,9 @@ import (
 	"context"
 	"log/slog"
 
-	"sando/app"
-	"sando/app/api"
-	"sando/config"
+	"sando.dev/sando/internal/app"
+	"sando.dev/sando/internal/app/api"
+	"sando.dev/sando/internal/config"
 )
 
 func main() {

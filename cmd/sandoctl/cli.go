@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"sando/client"
+	"sando.dev/sando/client"
 )
 
 // Exit codes; the package comment and usageText explain them.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"sando/client"
+	"sando.dev/sando/client"
 )
 
 func TestSandoctlFlagsAnywhere(t *testing.T) {

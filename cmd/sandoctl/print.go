@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"sando/client"
+	"sando.dev/sando/client"
 )
 
 func randomHex() string { return strings.ToLower(rand.Text()) }

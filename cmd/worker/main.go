@@ -2,6 +2,6 @@
 // of them, on any number of hosts.
 package main
 
-import "sando/app"
+import "sando.dev/sando/internal/app"
 
 func main() { app.Main("sando-worker", app.Worker) }

@@ -16,29 +16,29 @@ import (
 func TestImportBoundaries(t *testing.T) {
 	t.Parallel()
 	// The listing works: a dependency that must be there is seen.
-	require.Contains(t, transitive(t, "sando/tasks"), "sando/runstore")
+	require.Contains(t, transitive(t, "sando.dev/sando/tasks"), "sando.dev/sando/runstore")
 	rules := []struct {
 		pkg     string
 		forbids []string // import path prefixes never in pkg's dependencies
 		why     string
 	}{
-		{"sando/run", []string{"sando/", "github.com/"}, "the domain imports only the standard library"},
-		{"sando/headline", []string{"sando/", "github.com/"}, "a pure function of the output"},
-		{"sando/gitref", []string{"sando/", "github.com/"}, "a pure validator"},
-		{"sando/runstore", []string{"github.com/gin-gonic/", "github.com/hibiken/asynq", "sando/httpapi", "sando/tasks"}, "the store knows Redis, not HTTP or queues"},
-		{"sando/tasks", []string{"github.com/gin-gonic/", "sando/httpapi", "sando/app"}, "the worker side never imports the HTTP layer"},
-		{"sando/worker", []string{"github.com/gin-gonic/", "sando/httpapi"}, "the worker side never imports the HTTP layer"},
-		{"sando/httpapi", []string{"sando/tasks", "sando/proc", "sando/gitfetch", "sando/version", "sando/worker"}, "the API enqueues and reads; it never builds"},
-		{"sando/lifecycle", []string{"github.com/gin-gonic/", "sando/httpapi", "sando/tasks", "sando/proc", "sando/gitfetch"}, "a run's life is shared by the API and the worker, and builds nothing"},
-		{"sando/pages", []string{"github.com/gin-gonic/", "github.com/redis/", "sando/httpapi", "sando/runstore", "sando/logstore"}, "pages render typed views; httpapi reads what they show"},
-		{"sando/steps", []string{"github.com/gin-gonic/", "sando/runstore", "sando/httpapi", "sando/tasks"}, "the step table is a description: task types, queues, timeouts"},
-		{"sando/proc", []string{"sando/", "github.com/"}, "process groups need nothing of Sando"},
-		{"sando/logstore", []string{"sando/", "github.com/gin-gonic/", "github.com/hibiken/"}, "step logs in Redis know Redis only"},
-		{"sando/client", []string{"sando/"}, "the API client stands alone for CI users"},
-		{"sando/cmd/sandoctl", []string{"sando/httpapi", "sando/runstore", "sando/tasks", "sando/app"}, "the CLI talks HTTP only"},
-		{"sando/cmd/api", []string{"sando/cmd/"}, "commands never import each other"},
-		{"sando/cmd/worker", []string{"sando/cmd/", "github.com/gin-gonic/", "github.com/hibiken/asynqmon", "github.com/alicebob/miniredis", "sando/httpapi", "sando/monitoring", "sando/app/api"}, "a worker binary links only what it runs: no HTTP API, Asynqmon or embedded Redis"},
-		{"sando/app", []string{"github.com/gin-gonic/", "github.com/hibiken/asynqmon", "github.com/alicebob/miniredis", "sando/httpapi", "sando/monitoring", "sando/app/api"}, "the shared assembly and the worker's; the API's is app/api"},
+		{"sando.dev/sando/internal/vocab", []string{"sando.dev/sando/", "github.com/"}, "the domain imports only the standard library"},
+		{"sando.dev/sando/internal/failure", []string{"sando.dev/sando/", "github.com/"}, "a pure function of the output"},
+		{"sando.dev/sando/internal/gitref", []string{"sando.dev/sando/", "github.com/"}, "a pure validator"},
+		{"sando.dev/sando/runstore", []string{"github.com/gin-gonic/", "github.com/hibiken/asynq", "sando.dev/sando/internal/httpapi", "sando.dev/sando/tasks"}, "the store knows Redis, not HTTP or queues"},
+		{"sando.dev/sando/tasks", []string{"github.com/gin-gonic/", "sando.dev/sando/internal/httpapi", "sando.dev/sando/internal/app"}, "the worker side never imports the HTTP layer"},
+		{"sando.dev/sando/internal/worker", []string{"github.com/gin-gonic/", "sando.dev/sando/internal/httpapi"}, "the worker side never imports the HTTP layer"},
+		{"sando.dev/sando/internal/httpapi", []string{"sando.dev/sando/tasks", "sando.dev/sando/internal/proc", "sando.dev/sando/internal/gitfetch", "sando.dev/sando/internal/projversion", "sando.dev/sando/internal/worker"}, "the API enqueues and reads; it never builds"},
+		{"sando.dev/sando/internal/lifecycle", []string{"github.com/gin-gonic/", "sando.dev/sando/internal/httpapi", "sando.dev/sando/tasks", "sando.dev/sando/internal/proc", "sando.dev/sando/internal/gitfetch"}, "a run's life is shared by the API and the worker, and builds nothing"},
+		{"sando.dev/sando/internal/pages", []string{"github.com/gin-gonic/", "github.com/redis/", "sando.dev/sando/internal/httpapi", "sando.dev/sando/runstore", "sando.dev/sando/internal/logstore"}, "pages render typed views; httpapi reads what they show"},
+		{"sando.dev/sando/internal/steps", []string{"github.com/gin-gonic/", "sando.dev/sando/runstore", "sando.dev/sando/internal/httpapi", "sando.dev/sando/tasks"}, "the step table is a description: task types, queues, timeouts"},
+		{"sando.dev/sando/internal/proc", []string{"sando.dev/sando/", "github.com/"}, "process groups need nothing of Sando"},
+		{"sando.dev/sando/internal/logstore", []string{"sando.dev/sando/", "github.com/gin-gonic/", "github.com/hibiken/"}, "step logs in Redis know Redis only"},
+		{"sando.dev/sando/client", []string{"sando.dev/sando/"}, "the API client stands alone for CI users"},
+		{"sando.dev/sando/cmd/sandoctl", []string{"sando.dev/sando/internal/httpapi", "sando.dev/sando/runstore", "sando.dev/sando/tasks", "sando.dev/sando/internal/app"}, "the CLI talks HTTP only"},
+		{"sando.dev/sando/cmd/api", []string{"sando.dev/sando/cmd/"}, "commands never import each other"},
+		{"sando.dev/sando/cmd/worker", []string{"sando.dev/sando/cmd/", "github.com/gin-gonic/", "github.com/hibiken/asynqmon", "github.com/alicebob/miniredis", "sando.dev/sando/internal/httpapi", "sando.dev/sando/internal/monitoring", "sando.dev/sando/internal/app/api"}, "a worker binary links only what it runs: no HTTP API, Asynqmon or embedded Redis"},
+		{"sando.dev/sando/internal/app", []string{"github.com/gin-gonic/", "github.com/hibiken/asynqmon", "github.com/alicebob/miniredis", "sando.dev/sando/internal/httpapi", "sando.dev/sando/internal/monitoring", "sando.dev/sando/internal/app/api"}, "the shared assembly and the worker's; the API's is app/api"},
 	}
 	for _, r := range rules {
 		deps := transitive(t, r.pkg)

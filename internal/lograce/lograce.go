@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"sando/datadir"
+	"sando.dev/sando/internal/datadir"
 )
 
 // Read reads a log_ref the way the code under test serves it: its bytes
