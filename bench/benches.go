@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"sando.dev/sando/client"
 	sandorun "sando.dev/sando/internal/vocab"
 	"sando.dev/sando/runstore"
 )
@@ -66,12 +66,12 @@ func (b *bench) latency(ctx context.Context) error {
 			if err != nil {
 				return 0, err
 			}
-			v, _, err := a.WaitUntil(ctx, id, time.Minute, terminal)
+			v, err := a.WaitUntil(ctx, id, time.Minute, terminal)
 			if err != nil {
 				return 0, err
 			}
 			if v.Result != "passed" {
-				return 0, fmt.Errorf("run %d %s: %v", id, v.Result, deref(v.FailureSummary))
+				return 0, fmt.Errorf("run %d %s: %v", id, v.Result, v.FailureSummary)
 			}
 			return time.Since(t0), nil
 		})
@@ -167,13 +167,6 @@ func (p *pair) sample(n, warm int, fn func() (time.Duration, error)) error {
 }
 
 func last(v value) float64 { return v.Samples[len(v.Samples)-1] }
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
 
 // ---------------------------------------------------------------- 2. throughput
 
@@ -471,10 +464,10 @@ func cpuMS(pid int, children bool) (float64, error) {
 const pollGate = `if [ "$SANDO_RUN_ID" = 2 ]; then exec sleep 900; fi`
 
 type pollSetup struct {
-	s             *stack
-	a             *api
-	finished, bld []byte
-	key           string
+	s        *stack
+	a        *api
+	finished []byte // run 1's view, as the server sent it (the static baseline's body)
+	key      string
 }
 
 func (b *bench) pollStack(ctx context.Context, profile bool) (*pollSetup, error) {
@@ -484,25 +477,28 @@ func (b *bench) pollStack(ctx context.Context, profile bool) (*pollSetup, error)
 		return nil, err
 	}
 	p := &pollSetup{s: s, a: newAPI(s.API.Addr, b.sha)}
-	var v *runView
+	var v *client.Run
 	id, err := p.a.Rebuild(ctx)
 	if err == nil {
-		v, p.finished, err = p.a.WaitUntil(ctx, id, time.Minute, terminal)
+		v, err = p.a.WaitUntil(ctx, id, time.Minute, terminal)
+		if err == nil {
+			p.finished = v.Raw
+		}
 		if err == nil && v.Result != "passed" {
-			err = fmt.Errorf("run 1 %s: %s", v.Result, deref(v.FailureSummary))
+			err = fmt.Errorf("run 1 %s: %s", v.Result, v.FailureSummary)
 		}
 	}
 	if err == nil {
 		id, err = p.a.Rebuild(ctx)
 	}
 	if err == nil {
-		v, p.bld, err = p.a.WaitUntil(ctx, id, time.Minute, func(v *runView) bool {
+		v, err = p.a.WaitUntil(ctx, id, time.Minute, func(v *client.Run) bool {
 			// a running gate shows as status null
-			return v.Phase == "gating" && len(v.Gates) == 1 && v.Gates[0].Status == nil || terminal(v)
+			return v.Phase == "gating" && len(v.Gates) == 1 && v.Gates[0].Status == "" || terminal(v)
 		})
 	}
 	if err == nil && terminal(v) {
-		err = fmt.Errorf("run 2 ended (%s: %s); it should still be gating", v.Result, deref(v.FailureSummary))
+		err = fmt.Errorf("run 2 ended (%s: %s); it should still be gating", v.Result, v.FailureSummary)
 	}
 	if err == nil && id != 2 {
 		err = fmt.Errorf("the building run is %d, want 2", id)
@@ -517,10 +513,7 @@ func (b *bench) pollStack(ctx context.Context, profile bool) (*pollSetup, error)
 
 // Stop cancels the building run (so its gate's sleep dies now) and stops.
 func (p *pollSetup) Stop(ctx context.Context) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.a.base+"/runs/2/cancel", nil)
-	if resp, err := p.a.hc.Do(req); err == nil {
-		resp.Body.Close()
-	}
+	_, _ = p.a.c.Cancel(ctx, 2) // best effort: the stack stops next either way
 	p.s.Stop()
 }
 
@@ -652,10 +645,11 @@ func (b *bench) longPoll(ctx context.Context) error {
 	var perWaiter []float64
 	phases := []sandorun.Phase{sandorun.PhaseFetching, sandorun.PhaseCompiling, sandorun.PhaseStaging, sandorun.PhaseGating}
 	for rep := range min(o.Reps, len(phases)) {
-		_, etag, _, err := a.Get(ctx, id, "", 0)
+		v, err := a.c.Get(ctx, id)
 		if err != nil {
 			return err
 		}
+		etag := v.ETag
 		wait := w.Round(s.API.Addr, path, etag)
 		// Held, or answered already (an error: the run has not changed).
 		held := 0.0
@@ -746,7 +740,7 @@ func (b *bench) footprint(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if v, _, err := a.WaitUntil(ctx, id, time.Minute, terminal); err != nil || v.Result != "passed" {
+		if v, err := a.WaitUntil(ctx, id, time.Minute, terminal); err != nil || v.Result != "passed" {
 			return fmt.Errorf("run %d: %v %v", id, v, err) //nolint:errorlint // err may be nil here (the answer was wrong), so it is only printed
 		}
 	}

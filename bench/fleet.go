@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"sando.dev/sando/client"
 	"sando.dev/sando/runstore"
 )
 
@@ -77,18 +78,18 @@ func gatesOf(n int, cmd string, parallel bool) []gateSpec {
 
 // runPassed triggers one run of pipeline and waits (long-polling) until
 // it is terminal; it returns the run id and the time the answer came.
-func runPassed(ctx context.Context, a *api, pipeline string, within time.Duration) (int64, *runView, time.Time, error) {
+func runPassed(ctx context.Context, a *api, pipeline string, within time.Duration) (int64, *client.Run, time.Time, error) {
 	id, err := a.RebuildOf(ctx, pipeline)
 	if err != nil {
 		return 0, nil, time.Time{}, err
 	}
-	v, _, err := a.WaitUntil(ctx, id, within, terminal)
+	v, err := a.WaitUntil(ctx, id, within, terminal)
 	at := time.Now()
 	if err != nil {
 		return id, nil, at, fmt.Errorf("run %d of %s: %w", id, pipeline, err)
 	}
 	if v.Result != "passed" {
-		return id, v, at, fmt.Errorf("run %d of %s %s: %s", id, pipeline, v.Result, deref(v.FailureSummary))
+		return id, v, at, fmt.Errorf("run %d of %s %s: %s", id, pipeline, v.Result, v.FailureSummary)
 	}
 	return id, v, at, nil
 }
@@ -150,7 +151,7 @@ func (b *bench) scaling(ctx context.Context) error {
 			}
 			oh.Samples = append(oh.Samples, h)
 			ids := make([]int64, len(pipes))
-			views := make([]*runView, len(pipes))
+			views := make([]*client.Run, len(pipes))
 			ends := make([]time.Time, len(pipes))
 			errs := make([]error, len(pipes))
 			var wg sync.WaitGroup
@@ -181,16 +182,16 @@ func (b *bench) scaling(ctx context.Context) error {
 			var toFirst, gaps, tails []float64
 			for i, v := range views {
 				g := v.Gates
-				if len(g) == 0 || g[0].StartedAt == nil || g[len(g)-1].FinishedAt == nil {
+				if len(g) == 0 || g[0].StartedAt.IsZero() || g[len(g)-1].FinishedAt.IsZero() {
 					continue
 				}
 				toFirst = append(toFirst, ms(g[0].StartedAt.Sub(t0)))
 				for j := 1; j < len(g); j++ {
-					if g[j].StartedAt != nil && g[j-1].FinishedAt != nil {
-						gaps = append(gaps, ms(g[j].StartedAt.Sub(*g[j-1].FinishedAt)))
+					if !g[j].StartedAt.IsZero() && !g[j-1].FinishedAt.IsZero() {
+						gaps = append(gaps, ms(g[j].StartedAt.Sub(g[j-1].FinishedAt)))
 					}
 				}
-				tails = append(tails, ms(ends[i].Sub(*g[len(g)-1].FinishedAt)))
+				tails = append(tails, ms(ends[i].Sub(g[len(g)-1].FinishedAt)))
 			}
 			if len(toFirst) > 0 && len(gaps) > 0 {
 				where = append(where, fmt.Sprintf("POST → first gate started %.0f ms median (%.0f–%.0f), gate end → next gate start %.0f ms median (max %.0f), "+
@@ -261,7 +262,7 @@ func (b *bench) gates(ctx context.Context) error {
 		if err == nil {
 			oh.Samples = append(oh.Samples, h)
 		}
-		var v *runView
+		var v *client.Run
 		for _, x := range []struct {
 			name string
 			into *value
@@ -279,7 +280,7 @@ func (b *bench) gates(ctx context.Context) error {
 			if x.name == "par" {
 				var starts []float64
 				for _, g := range v.Gates {
-					if g.StartedAt != nil {
+					if !g.StartedAt.IsZero() {
 						starts = append(starts, float64(g.StartedAt.UnixNano())/1e6)
 					}
 				}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +14,12 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"sando.dev/sando/client"
 	"sando.dev/sando/internal/app"
 	sandoapi "sando.dev/sando/internal/app/api"
 	"sando.dev/sando/internal/config"
@@ -140,120 +139,64 @@ func httpLoad(ctx context.Context, addr, path string, conns int, warm, dur time.
 
 // ---------------------------------------------------------------- API client
 
-// api is a small client of Sando's HTTP API for the bench's control path.
+// api is the bench's control path to Sando's HTTP API: the typed client
+// (sando.dev/sando/client), as a CI job using sandoctl talks to Sando.
 type api struct {
-	base string
+	c    *client.Client
+	base string // for /metrics, which the client does not read
 	sha  string // what every rebuild asks for: a full sha, as CI sends
-	hc   *http.Client
 }
 
 func newAPI(addr, sha string) *api {
-	return &api{base: "http://" + addr, sha: sha, hc: &http.Client{Transport: &http.Transport{
+	c := client.New("http://"+addr, "")
+	c.HTTPClient = &http.Client{Transport: &http.Transport{
 		MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute,
-	}}}
+	}}
+	return &api{c: c, base: "http://" + addr, sha: sha}
 }
 
 // Rebuild is POST /rebuild; it returns the run id.
 func (a *api) Rebuild(ctx context.Context) (int64, error) { return a.RebuildOf(ctx, "") }
 
 // RebuildOf is POST /rebuild of one pipeline of several ("": the only one).
+// It sends no Idempotency-Key, as the bench always has: a key would add
+// its own writes and memory to every run the economy and footprint
+// benches count.
 func (a *api) RebuildOf(ctx context.Context, pipeline string) (int64, error) {
-	body := `{"sha":"` + a.sha + `"}`
-	if pipeline != "" {
-		body = `{"sha":"` + a.sha + `","pipeline":` + strconv.Quote(pipeline) + `}`
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/rebuild", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.hc.Do(req)
+	rb, err := a.c.Rebuild(ctx, client.RebuildRequest{SHA: a.sha, Pipeline: pipeline, NoIdempotencyKey: true})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("POST /rebuild: %w", err)
 	}
-	defer resp.Body.Close()
-	var out struct {
-		RunID      int64   `json:"run_id"`
-		Superseded []int64 `json:"superseded"`
-	}
-	if resp.StatusCode != http.StatusAccepted {
-		b, _ := io.ReadAll(resp.Body)
-		return 0, fmt.Errorf("POST /rebuild: %d %s", resp.StatusCode, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, err
-	}
-	return out.RunID, nil
+	return rb.RunID, nil
 }
 
-type runView struct {
-	RunID  int64  `json:"run_id"`
-	Phase  string `json:"phase"`
-	Result string `json:"result"`
-	Gates  []struct {
-		Kind       string     `json:"kind"`
-		Status     *string    `json:"status"`
-		StartedAt  *time.Time `json:"started_at"`
-		FinishedAt *time.Time `json:"finished_at"`
-	} `json:"gates"`
-	FailureSummary *string `json:"failure_summary"`
-}
-
-// Get is GET /runs/{id}, or with etag a long-poll of up to wait: it
-// returns the view, its ETag and the raw body (nil view on 304).
-func (a *api) Get(ctx context.Context, id int64, etag string, wait time.Duration) (*runView, string, []byte, error) {
-	url := a.base + "/runs/" + strconv.FormatInt(id, 10)
-	if etag != "" && wait > 0 {
-		url += "?wait=" + wait.String()
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if etag != "" {
-		req.Header.Set("If-None-Match", etag)
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	switch resp.StatusCode {
-	case http.StatusNotModified:
-		return nil, resp.Header.Get("ETag"), nil, nil
-	case http.StatusOK:
-		var v runView
-		if err := json.Unmarshal(body, &v); err != nil {
-			return nil, "", nil, err
-		}
-		return &v, resp.Header.Get("ETag"), body, nil
-	}
-	return nil, "", nil, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
-}
-
-// WaitUntil long-polls run id until done says yes, as a CI client does.
-func (a *api) WaitUntil(ctx context.Context, id int64, within time.Duration, done func(*runView) bool) (*runView, []byte, error) {
+// WaitUntil long-polls run id until done says yes, as a CI client does:
+// GET /runs/{id}, then GET ?wait=30s with If-None-Match its ETag. The
+// view's Raw is the body the server sent.
+func (a *api) WaitUntil(ctx context.Context, id int64, within time.Duration, done func(*client.Run) bool) (*client.Run, error) {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	v, etag, body, err := a.Get(ctx, id, "", 0)
-	for err == nil {
-		if v != nil && done(v) {
-			return v, body, nil
-		}
-		var nv *runView
-		var nb []byte
-		nv, etag, nb, err = a.Get(ctx, id, etag, 30*time.Second)
-		if nv != nil {
-			v, body = nv, nb
+	v, err := a.c.Get(ctx, id)
+	for err == nil && !done(v) {
+		var next *client.Run
+		var changed bool
+		if next, changed, err = a.c.Wait(ctx, id, v.ETag, 30*time.Second); changed {
+			v = next
 		}
 	}
-	return v, body, fmt.Errorf("run %d: %w (last view %+v)", id, err, v)
+	if err != nil {
+		return v, fmt.Errorf("run %d: %w (last view %+v)", id, err, v)
+	}
+	return v, nil
 }
 
-func terminal(v *runView) bool { return v.Result != "building" }
+func terminal(v *client.Run) bool { return v.Result.Terminal() }
 
-// Metric reads one unlabelled sample from /metrics.
+// Metric reads one unlabelled sample from /metrics. A raw GET: the
+// client reads the JSON API only, not Prometheus' text.
 func (a *api) Metric(ctx context.Context, name string) (float64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/metrics", nil)
-	resp, err := a.hc.Do(req)
+	resp, err := a.c.HTTPClient.Do(req)
 	if err != nil {
 		return 0, err
 	}

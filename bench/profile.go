@@ -73,7 +73,7 @@ func (b *bench) profileWorst(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				if _, _, err := a.WaitUntil(ctx, id, time.Minute, terminal); err != nil {
+				if _, err := a.WaitUntil(ctx, id, time.Minute, terminal); err != nil {
 					return err
 				}
 			}

@@ -123,14 +123,16 @@ func (c *Client) Rebuild(ctx context.Context, req RebuildRequest) (*Rebuilt, err
 	if err != nil {
 		return nil, err
 	}
-	key := req.IdempotencyKey
-	if key == "" {
-		key = "sando-client-" + rand.Text()
+	h := http.Header{"Content-Type": {"application/json"}}
+	key := ""
+	if !req.NoIdempotencyKey {
+		key = req.IdempotencyKey
+		if key == "" {
+			key = "sando-client-" + rand.Text()
+		}
+		h.Set("Idempotency-Key", key)
 	}
-	resp, b, err := c.do(ctx, call{
-		method: http.MethodPost, path: "/rebuild", body: body,
-		header: http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {key}},
-	})
+	resp, b, err := c.do(ctx, call{method: http.MethodPost, path: "/rebuild", body: body, header: h})
 	if err != nil {
 		return nil, err
 	}

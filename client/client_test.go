@@ -192,6 +192,29 @@ func TestClientRetriesAResetPOSTWithTheSameKey(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, rb.Replayed)
 	require.Equal(t, "ci-42", keys[2])
+
+	rb, err = c.Rebuild(context.Background(), RebuildRequest{Ref: "main", IdempotencyKey: "ignored", NoIdempotencyKey: true})
+	require.NoError(t, err)
+	require.Len(t, keys, 4)
+	require.Empty(t, keys[3], "NoIdempotencyKey sends no key, not even a given one")
+	require.Empty(t, rb.IdempotencyKey)
+}
+
+func TestClientGateTimes(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `{"run_id":7,"phase":"gating","result":"building","gates":[
+{"kind":"lint","status":"passed","log_ref":"7/gate-lint.log","started_at":"2026-11-27T13:50:08.5Z","finished_at":"2026-11-27T13:50:09Z","tests":null},
+{"kind":"unit","status":null,"log_ref":null,"started_at":null,"finished_at":null,"tests":null}]}`)
+	}))
+	defer srv.Close()
+	r, err := fast(srv.URL).Get(context.Background(), 7)
+	require.NoError(t, err)
+	require.Len(t, r.Gates, 2)
+	require.Equal(t, time.Date(2026, 11, 27, 13, 50, 8, 5e8, time.UTC), r.Gates[0].StartedAt)
+	require.Equal(t, time.Date(2026, 11, 27, 13, 50, 9, 0, time.UTC), r.Gates[0].FinishedAt)
+	require.True(t, r.Gates[1].StartedAt.IsZero(), "null is the zero time")
+	require.True(t, r.Gates[1].FinishedAt.IsZero())
 }
 
 func TestClientDoesNotRetryClientErrors(t *testing.T) {

@@ -41,6 +41,10 @@ type Gate struct {
 	Kind   string `json:"kind"`
 	Status string `json:"status"`
 	LogRef string `json:"log_ref"` // for Client.Logs, e.g. "7/gate-unit.log"
+	// StartedAt and FinishedAt are zero until the gate starts and ends
+	// (a gate blocked before it started has neither).
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
 }
 
 // Run is the view of one run (GET /runs/{id}). JSON nulls are zero values.
@@ -115,6 +119,11 @@ type RebuildRequest struct {
 	// and Ref, within 24 h) answer the same run. Empty: Rebuild makes a random one,
 	// so its own retries never start a second run.
 	IdempotencyKey string `json:"-"`
+	// NoIdempotencyKey sends no Idempotency-Key at all (IdempotencyKey is
+	// then ignored): the server keeps no key for the run, so a retried
+	// request may start a second one. For callers that measure the bare
+	// trigger, as the bench does.
+	NoIdempotencyKey bool `json:"-"`
 }
 
 // Rebuilt is the answer to a rebuild.
