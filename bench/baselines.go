@@ -25,6 +25,7 @@ import (
 	"sando.dev/sando/internal/projversion"
 	"sando.dev/sando/internal/runview"
 	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/testproc"
 	"sando.dev/sando/internal/worker"
 	"sando.dev/sando/runstore"
 	"sando.dev/sando/tasks"
@@ -473,10 +474,6 @@ func (b *bench) startRole(role string, env []string, logName string) (*proc, err
 	if err != nil {
 		return nil, err
 	}
-	return startProc(role, self, nil, append([]string{roleEnv + "=" + role}, env...), filepath.Join(b.work, logName),
-		func(m map[string]any) (string, bool) {
-			msg, _ := m["msg"].(string)
-			addr, _ := m["addr"].(string)
-			return addr, msg == "baseline listening" || msg == "asynq started" || msg == "api listening" || msg == "worker started"
-		})
+	return startProc(role, self, append([]string{roleEnv + "=" + role}, env...), filepath.Join(b.work, logName),
+		testproc.Msg("baseline listening", "asynq started", "api listening", "worker started"))
 }

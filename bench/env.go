@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -17,12 +15,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/internal/testproc"
+	"sando.dev/sando/internal/testrepo"
 )
 
 // ---------------------------------------------------------------- redis
@@ -306,47 +305,14 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// buildBinaries compiles the real commands (plain go build, as the e2e
-// suite does, so the build cache is shared).
-func buildBinaries(ctx context.Context, root, out string) (api, worker string, err error) {
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return "", "", err
-	}
-	// One go build for both: it links them in parallel.
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out+string(filepath.Separator), "./cmd/api", "./cmd/worker")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("go build ./cmd/api ./cmd/worker: %w\n%s", err, b)
-	}
-	return filepath.Join(out, "api"), filepath.Join(out, "worker"), nil
-}
-
 // ---------------------------------------------------------------- the pipeline repo
 
 // makeRepo is a local git repository with one commit, the pipeline's repo.
 func makeRepo(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "VERSION"), []byte("1.0.0\n"), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("a project Sando rebuilds in the benchmarks\n"), 0o644); err != nil {
-		return "", err
-	}
-	for _, args := range [][]string{
-		{"init", "-q", "-b", "main"},
-		{"add", "-A"},
-		{"-c", "user.email=bench@example.com", "-c", "user.name=bench", "commit", "-q", "-m", "initial"},
-	} {
-		cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", dir}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("git %v: %w: %s", args, err, b)
-		}
-	}
-	out, err := exec.CommandContext(context.Background(), "git", "-C", dir, "rev-parse", "HEAD").Output()
-	return strings.TrimSpace(string(out)), err
+	_, sha, err := testrepo.New(dir, map[string]string{
+		"VERSION": "1.0.0\n", "README": "a project Sando rebuilds in the benchmarks\n",
+	})
+	return sha, err
 }
 
 // pipelineSpec is what the benchmark pipelines vary.
@@ -392,94 +358,42 @@ func (p pipelineSpec) yaml() string {
 
 // ---------------------------------------------------------------- processes
 
-// proc is one Sando process (or a baseline server) the bench started.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	Addr string // where it listens, once ready
-	done chan struct{}
-	err  error
-}
-
-func (p *proc) PID() int { return p.cmd.Process.Pid }
+// proc is one Sando process (or a baseline server) the bench started
+// (testproc's), with what the bench reads of it.
+type proc struct{ *testproc.Proc }
 
 func (p *proc) RSS() int64 {
 	n, _ := rssKiB(p.PID())
 	return n
 }
 
-// Stop sends SIGTERM and waits; SIGKILL after 15 s.
+// Stop sends SIGTERM and waits; SIGKILL after 15 s. Nil-safe (a stack
+// without an API).
 func (p *proc) Stop() {
-	if p == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if p != nil {
+		p.Proc.Stop(15 * time.Second)
 	}
 }
 
-// startProc runs bin with env added to the bench's environment, its stderr
-// (JSON logs) copied to logPath, and waits until ready sees a log line
-// (slog JSON) it accepts; ready returns the address, or "" to keep waiting.
-func startProc(name, bin string, args, env []string, logPath string, ready func(map[string]any) (string, bool)) (*proc, error) {
+// startProc runs bin with env added to the bench's environment, its
+// stdout and stderr (JSON logs) copied to logPath, and waits until ready
+// accepts a log line.
+func startProc(name, bin string, env []string, logPath string, ready testproc.Ready) (*proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(context.Background(), bin, args...)
+	cmd := exec.CommandContext(context.Background(), bin)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = logf
-	stderr, err := cmd.StderrPipe()
+	p, err := testproc.Start(cmd, testproc.Options{Name: name, Log: logf, Ready: ready})
 	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	readyc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		signalled := false
-		for sc.Scan() {
-			line := sc.Bytes()
-			_, _ = logf.Write(append(line, '\n'))
-			if signalled {
-				continue
-			}
-			var m map[string]any
-			if json.Unmarshal(line, &m) == nil {
-				if addr, ok := ready(m); ok {
-					readyc <- addr
-					signalled = true
-				}
-			}
-		}
-		_, _ = io.Copy(logf, stderr)
-	}()
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	select {
-	case addr := <-readyc:
-		p.Addr = addr
-		return p, nil
-	case <-p.done:
 		b, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("%s exited before it was ready (%v); log:\n%s", name, p.err, tail(string(b), 2000)) //nolint:errorlint // p.err is nil after a clean exit, so it is only printed
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-p.done
-		return nil, fmt.Errorf("%s not ready within 30s (log: %s)", name, logPath)
+		return nil, fmt.Errorf("%w; log:\n%s", err, tail(string(b), 2000))
 	}
+	go func() { <-p.Done(); logf.Close() }()
+	return &proc{p}, nil
 }
 
 func tail(s string, n int) string {
@@ -584,14 +498,7 @@ func (b *bench) startStack(o stackOpts) (*stack, error) {
 			return nil, err
 		}
 		apiEnv = append(apiEnv, extra...)
-		s.API, err = startProc("sando-api", bin, nil, apiEnv, filepath.Join(dir, "api.log"),
-			func(m map[string]any) (string, bool) {
-				if m["msg"] == "api listening" {
-					a, _ := m["addr"].(string)
-					return a, true
-				}
-				return "", false
-			})
+		s.API, err = startProc("sando-api", bin, apiEnv, filepath.Join(dir, "api.log"), testproc.Msg("api listening"))
 		if err != nil {
 			return nil, err
 		}
@@ -618,9 +525,8 @@ func (s *stack) AddWorker() error {
 	if s.opt.OwnDataDirs {
 		env = append(env, "SANDO_DATA_DIR="+filepath.Join(s.Dir, fmt.Sprintf("data-%d", i)))
 	}
-	w, err := startProc(fmt.Sprintf("sando-worker-%d", i), bin, nil, env,
-		filepath.Join(s.Dir, fmt.Sprintf("worker-%d.log", i)),
-		func(m map[string]any) (string, bool) { return "", m["msg"] == "worker started" })
+	w, err := startProc(fmt.Sprintf("sando-worker-%d", i), bin, env,
+		filepath.Join(s.Dir, fmt.Sprintf("worker-%d.log", i)), testproc.Msg("worker started"))
 	if err != nil {
 		return err
 	}

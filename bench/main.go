@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"sando.dev/sando/internal/testproc"
 )
 
 // options of one bench run. -short shrinks every number so the whole run
@@ -179,9 +181,11 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		b.apiBin, b.workerBin = o.APIBin, o.WorkerBin
 	} else {
 		b.logf("building sando-api and sando-worker")
-		if b.apiBin, b.workerBin, err = buildBinaries(ctx, b.root, filepath.Join(b.work, "bin")); err != nil {
+		bins, err := testproc.Build(ctx, filepath.Join(b.work, "bin"), "cmd/api", "cmd/worker")
+		if err != nil {
 			return err
 		}
+		b.apiBin, b.workerBin = bins[0], bins[1]
 	}
 	if b.redis, err = startRedis(filepath.Join(b.work, "redis")); err != nil {
 		return err

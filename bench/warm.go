@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
+
+	"sando.dev/sando/internal/testrepo"
 )
 
 const (
@@ -41,9 +42,11 @@ $(OBJDIR)/%.o: %.c
 	$(CC) -O2 -c -o $@ $<
 `
 
-// writeWarmFile writes generated file i; rev varies one line of it (the
-// one-line change).
-func writeWarmFile(dir string, i, funcs, rev int) error {
+func warmFileName(i int) string { return fmt.Sprintf("m%d.c", i) }
+
+// warmFile is generated file i; rev varies one line of it (the one-line
+// change).
+func warmFile(i, funcs, rev int) string {
 	var sb strings.Builder
 	sb.WriteString("#include <stdint.h>\n")
 	fmt.Fprintf(&sb, "uint64_t rev%d(void) { return %d; }\n", i, rev)
@@ -57,51 +60,16 @@ func writeWarmFile(dir string, i, funcs, rev int) error {
 		}
 		sb.WriteString("  }\n  return a; }\n")
 	}
-	return os.WriteFile(filepath.Join(dir, fmt.Sprintf("m%d.c", i)), []byte(sb.String()), 0o644)
-}
-
-// gitIn runs git in dir and returns its trimmed output. Setting up the
-// bench's repository is quick and never canceled: no context to pass.
-func gitIn(dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", dir, "-c", "user.email=bench@example.com", "-c", "user.name=bench"}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("git %v: %w: %s", args, err, out)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return sb.String()
 }
 
 // makeWarmRepo is the generated project's repository, one commit.
-func makeWarmRepo(dir string, w warmOptions) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
+func makeWarmRepo(dir string, w warmOptions) (testrepo.Repo, string, error) {
+	files := map[string]string{"Makefile": warmMakefile, ".gitignore": "obj/\n"}
 	for i := range w.Files {
-		if err := writeWarmFile(dir, i, w.Funcs, 0); err != nil {
-			return "", err
-		}
+		files[warmFileName(i)] = warmFile(i, w.Funcs, 0)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(warmMakefile), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, ".gitignore"), []byte("obj/\n"), 0o644); err != nil {
-		return "", err
-	}
-	if _, err := gitIn(dir, "init", "-q", "-b", "main"); err != nil {
-		return "", err
-	}
-	return commitWarm(dir, "initial")
-}
-
-func commitWarm(dir, msg string) (string, error) {
-	if _, err := gitIn(dir, "add", "-A"); err != nil {
-		return "", err
-	}
-	if _, err := gitIn(dir, "commit", "-q", "-m", msg); err != nil {
-		return "", err
-	}
-	return gitIn(dir, "rev-parse", "HEAD")
+	return testrepo.New(dir, files)
 }
 
 // warm is the warm-rebuild benchmark: the second run after a one-line
@@ -111,11 +79,11 @@ func commitWarm(dir, msg string) (string, error) {
 // checkout and make by hand in one persistent directory.
 func (b *bench) warm(ctx context.Context) error {
 	w := b.opt.Warm
-	repo := filepath.Join(b.work, "warm-repo")
-	sha, err := makeWarmRepo(repo, w)
+	wr, sha, err := makeWarmRepo(filepath.Join(b.work, "warm-repo"), w)
 	if err != nil {
 		return err
 	}
+	repo := wr.Dir
 	jobs := runtime.NumCPU()
 	mk := fmt.Sprintf("make -s -j%d", jobs)
 	pipes := []pipelineSpec{
@@ -142,7 +110,7 @@ func (b *bench) warm(ctx context.Context) error {
 	b.logf("cold build through Sando (first run, empty cache): %.1f s", first/1000)
 
 	floorDir := filepath.Join(b.work, "warm-floor")
-	if _, err := gitIn(b.work, "clone", "-q", repo, floorDir); err != nil {
+	if _, err := (testrepo.Repo{Dir: b.work}).Git("clone", "-q", repo, floorDir); err != nil {
 		return err
 	}
 	handMake := func() (float64, error) {
@@ -162,10 +130,8 @@ func (b *bench) warm(ctx context.Context) error {
 
 	cached, cold, floor := value{Unit: "ms"}, value{Unit: "ms"}, value{Unit: "ms"}
 	for i := range w.Changes {
-		if err := writeWarmFile(repo, i%w.Files, w.Funcs, i+1); err != nil {
-			return err
-		}
-		next, err := commitWarm(repo, fmt.Sprintf("one-line change %d", i+1))
+		next, err := wr.Commit(map[string]string{warmFileName(i % w.Files): warmFile(i%w.Files, w.Funcs, i+1)},
+			fmt.Sprintf("one-line change %d", i+1))
 		if err != nil {
 			return err
 		}
@@ -182,7 +148,7 @@ func (b *bench) warm(ctx context.Context) error {
 		}
 		// The floor: fetch and check out in place, then make, by hand.
 		t0 := time.Now()
-		if _, err := gitIn(floorDir, "pull", "-q", "--ff-only"); err != nil {
+		if _, err := (testrepo.Repo{Dir: floorDir}).Git("pull", "-q", "--ff-only"); err != nil {
 			return err
 		}
 		fetched := ms(time.Since(t0))

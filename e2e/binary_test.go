@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"sando.dev/sando/internal/testproc"
 )
 
 var builds sync.Map // package → func() (string, error), built once per test binary
@@ -27,12 +27,11 @@ func buildCmd(t *testing.T, pkg string) string {
 		if err != nil {
 			return "", err
 		}
-		bin := filepath.Join(dir, filepath.Base(pkg))
-		out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "sando.dev/sando/"+pkg).CombinedOutput()
+		bins, err := testproc.Build(context.Background(), dir, pkg)
 		if err != nil {
-			return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+			return "", err
 		}
-		return bin, nil
+		return bins[0], nil
 	}))
 	bin, err := build.(func() (string, error))()
 	require.NoError(t, err)
@@ -57,28 +56,18 @@ gates:
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Dir = dir // ./sando.yaml and ./data are the defaults
 	cmd.Env = append(os.Environ(), "REDIS_URL=", "SANDO_ADDR=127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-
-	lines := bufio.NewScanner(stderr)
-	var first map[string]any
-	require.True(t, lines.Scan(), "no log output")
-	require.NoError(t, json.Unmarshal(lines.Bytes(), &first), "first line: %s", lines.Text())
-	require.Contains(t, first["msg"], "embedded in-memory Redis", "the first log line says it runs embedded")
-	var addr string
-	for addr == "" && lines.Scan() {
-		var m map[string]any
-		if json.Unmarshal(lines.Bytes(), &m) == nil && m["msg"] == "api listening" {
-			addr = m["addr"].(string)
-		}
-	}
+	logs := &testproc.Buffer{}
+	p, err := testproc.Start(cmd, testproc.Options{Name: "sando-api", Log: logs, Ready: testproc.Msg("api listening")})
+	require.NoError(t, err, "logs:\n%s", logs)
+	t.Cleanup(func() { p.Kill(10 * time.Second) })
+	addr := p.Addr
 	require.NotEmpty(t, addr, "api never said where it listens")
-	go func() { // keep the pipe drained
-		for lines.Scan() {
-		}
-	}()
+
+	firstLine, _, _ := strings.Cut(logs.String(), "\n")
+	require.NotEmpty(t, firstLine, "no log output")
+	var first map[string]any
+	require.NoError(t, json.Unmarshal([]byte(firstLine), &first), "first line: %s", firstLine)
+	require.Contains(t, first["msg"], "embedded in-memory Redis", "the first log line says it runs embedded")
 
 	s := &stack{t: t, base: "http://" + addr}
 	id := s.rebuild("")
@@ -91,14 +80,9 @@ gates:
 
 	// SIGTERM: drains and exits 0.
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	errc := make(chan error, 1)
-	go func() { errc <- cmd.Wait() }()
-	select {
-	case err := <-errc:
-		require.NoError(t, err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("api did not exit within 20s of SIGTERM")
-	}
+	exited, err := p.WaitExit(20 * time.Second)
+	require.True(t, exited, "api did not exit within 20s of SIGTERM")
+	require.NoError(t, err)
 }
 
 // A bad pipeline file stops the process at start-up, naming the file, the

@@ -7,9 +7,7 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,35 +30,15 @@ import (
 
 	"sando.dev/sando/internal/pipeline"
 	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/internal/testproc"
 	"sando.dev/sando/tasks"
 )
 
 // binProc is one sando-api or sando-worker process a test started.
 type binProc struct {
+	*testproc.Proc
 	t    *testing.T
-	name string
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its Wait error, once done
-	addr string        // the API's listen address
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testproc.Buffer
 }
 
 // fleet is an API and workers as separate processes sharing one Redis,
@@ -112,14 +90,14 @@ func startFleet(t *testing.T, proj *project, redisURL, pipelineYAML string, extr
 func (f *fleet) startAPI() {
 	f.t.Helper()
 	f.api = f.start("api", buildCmd(f.t, "cmd/api"), "api listening")
-	f.stack = &stack{t: f.t, base: "http://" + f.api.addr, dataDir: f.dataDir, logs: newLogBuffer()}
+	f.stack = &stack{t: f.t, base: "http://" + f.api.Addr, dataDir: f.dataDir, logs: &testproc.Buffer{}}
 	f.t.Cleanup(func() {
 		for _, p := range f.procs {
 			p.kill()
 		}
 		if f.t.Failed() {
 			for _, p := range f.procs {
-				f.t.Logf("--- %s (pid %d) logs, last lines:\n%s", p.name, p.pid(), lastLines(p.logs.String(), 60))
+				f.t.Logf("--- %s (pid %d) logs, last lines:\n%s", p.Name, p.PID(), lastLines(p.logs.String(), 60))
 			}
 		}
 	})
@@ -150,67 +128,29 @@ func (f *fleet) start(name, bin, ready string) *binProc {
 // environment).
 func (f *fleet) startCmd(name string, cmd *exec.Cmd, ready string) *binProc {
 	f.t.Helper()
-	p := &binProc{t: f.t, name: name, logs: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
-	stderr, err := p.cmd.StderrPipe()
-	require.NoError(f.t, err)
-	require.NoError(f.t, p.cmd.Start())
-	f.procs = append(f.procs, p)
-	readyc := make(chan string, 1)
-	go func() {
-		lines := bufio.NewScanner(stderr)
-		lines.Buffer(make([]byte, 64<<10), 1<<20)
-		for lines.Scan() {
-			_, _ = p.logs.Write(append(lines.Bytes(), '\n'))
-			var m map[string]any
-			if json.Unmarshal(lines.Bytes(), &m) == nil && m["msg"] == ready {
-				addr, _ := m["addr"].(string)
-				select {
-				case readyc <- addr:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	select {
-	case p.addr = <-readyc:
-	case <-p.done:
-		f.t.Fatalf("%s exited at start: %v\n%s", name, p.err, p.logs)
-	case <-time.After(20 * time.Second):
-		f.t.Fatalf("%s did not log %q within 20s:\n%s", name, ready, p.logs)
-	}
-	return p
-}
-
-func (p *binProc) pid() int {
-	if p.cmd.Process == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
+	logs := &testproc.Buffer{}
+	p, err := testproc.Start(cmd, testproc.Options{Name: name, Log: logs, Ready: testproc.Msg(ready), Timeout: 20 * time.Second})
+	require.NoError(f.t, err, "%s logs:\n%s", name, logs)
+	bp := &binProc{Proc: p, t: f.t, logs: logs}
+	f.procs = append(f.procs, bp)
+	return bp
 }
 
 // kill -9, and wait for the exit.
 func (p *binProc) kill() {
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.t.Errorf("%s (pid %d) did not die of SIGKILL", p.name, p.pid())
+	if !p.Kill(10 * time.Second) {
+		p.t.Errorf("%s (pid %d) did not die of SIGKILL", p.Name, p.PID())
 	}
 }
 
 // waitExit waits for the process to end by itself (after a signal).
 func (p *binProc) waitExit(d time.Duration) error {
 	p.t.Helper()
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(d):
-		p.t.Fatalf("%s (pid %d) still running %s after the signal:\n%s", p.name, p.pid(), d, p.logs)
-		return nil
+	exited, err := p.WaitExit(d)
+	if !exited {
+		p.t.Fatalf("%s (pid %d) still running %s after the signal:\n%s", p.Name, p.PID(), d, p.logs)
 	}
+	return err
 }
 
 // killLater makes sure a build process a test provoked dies with the test.
@@ -317,10 +257,10 @@ gates:
 	child := readPIDFile(t, filepath.Join(dir, "unit.child"))
 	wpid := waitPID(t, filepath.Join(dir, "unit.worker"))
 	victim := a
-	if b.pid() == wpid {
+	if b.PID() == wpid {
 		victim = b
 	}
-	require.Equal(t, wpid, victim.pid(), "the gate runs under one of the two workers")
+	require.Equal(t, wpid, victim.PID(), "the gate runs under one of the two workers")
 	m := f.waitRun(id, 10*time.Second, "gating", func(m map[string]any) bool { return m["phase"] == "gating" })
 	require.Equal(t, map[string]any{"unit": nil}, gatesOf(m), "unit runs (status null)")
 
@@ -507,7 +447,7 @@ gates:
 	child := readPIDFile(t, filepath.Join(dir, "build.child"))
 
 	start := time.Now()
-	require.NoError(t, a.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, a.Cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, a.waitExit(10*time.Second), "a worker exits 0 on SIGTERM")
 	deadline := start.Add(2*time.Second + 3*time.Second) // SANDO_SHUTDOWN_TIMEOUT + a few seconds
 	for _, pid := range []int{leader, child} {

@@ -13,10 +13,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,45 +25,38 @@ import (
 	"sando.dev/sando/internal/config"
 	"sando.dev/sando/internal/redistest"
 	"sando.dev/sando/internal/steps"
+	"sando.dev/sando/internal/testproc"
+	"sando.dev/sando/internal/testrepo"
 )
 
-// project is a throwaway git repository.
+// project is a throwaway git repository (testrepo's) that fails its
+// test on a git error.
 type project struct {
-	dir string
-	t   *testing.T
+	dir  string
+	t    *testing.T
+	repo testrepo.Repo
 }
 
 func newProject(t *testing.T, files map[string]string) *project {
 	t.Helper()
-	p := &project{dir: t.TempDir(), t: t}
-	p.git("init", "-q", "-b", "main")
-	p.commit(files, "initial")
-	return p
+	r, _, err := testrepo.New(t.TempDir(), files)
+	require.NoError(t, err)
+	return &project{dir: r.Dir, t: t, repo: r}
 }
 
 func (p *project) git(args ...string) string {
 	p.t.Helper()
-	cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", p.dir, "-c", "user.email=t@example.com", "-c", "user.name=t"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	require.NoError(p.t, err, "git %v: %s", args, out)
-	return strings.TrimSpace(string(out))
+	out, err := p.repo.Git(args...)
+	require.NoError(p.t, err)
+	return out
 }
 
 // commit writes files and commits them; it returns the new sha.
 func (p *project) commit(files map[string]string, msg string) string {
 	p.t.Helper()
-	for name, body := range files {
-		path := filepath.Join(p.dir, name)
-		require.NoError(p.t, os.MkdirAll(filepath.Dir(path), 0o755))
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o755
-		}
-		require.NoError(p.t, os.WriteFile(path, []byte(body), mode))
-	}
-	p.git("add", "-A")
-	p.git("commit", "-q", "--allow-empty", "-m", msg)
-	return p.git("rev-parse", "HEAD")
+	sha, err := p.repo.Commit(files, msg)
+	require.NoError(p.t, err)
+	return sha
 }
 
 // stack is one running Sando.
@@ -75,7 +66,7 @@ type stack struct {
 	dataDir string
 	cfgPath string // SANDO_CONFIG: the pipeline file, or the directory of pipelines
 	redis   *redistest.Server
-	logs    *syncWriter // of every process of the stack
+	logs    *testproc.Buffer // of every process of the stack
 }
 
 type stackOpts struct {
@@ -99,7 +90,7 @@ type stackOpts struct {
 // startStack runs the API (and workers) until the test ends.
 func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 	t.Helper()
-	s := &stack{t: t, dataDir: filepath.Join(t.TempDir(), "data"), logs: newLogBuffer()}
+	s := &stack{t: t, dataDir: filepath.Join(t.TempDir(), "data"), logs: &testproc.Buffer{}}
 	cfgPath := filepath.Join(t.TempDir(), "sando.yaml")
 	if o.pipelines != nil {
 		cfgPath = t.TempDir()
@@ -161,30 +152,6 @@ func startStack(t *testing.T, proj *project, o stackOpts) *stack {
 		}
 	})
 	return s
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-// newLogBuffer is a log sink for several goroutines, read with String.
-func newLogBuffer() *syncWriter { return &syncWriter{w: &bytes.Buffer{}} }
-
-// String is what was written so far, when it was written to a Stringer.
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.w.(fmt.Stringer); ok {
-		return st.String()
-	}
-	return ""
 }
 
 // writePipeline writes one pipeline file of the stack (also to change it
