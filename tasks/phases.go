@@ -141,7 +141,14 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	if k != steps.Gate {
 		logRef = datadir.LogRef(pl.RunID, k.Name)
 	}
-	o, cur, err := runstore.New(r.Redis, name).SetPhase(ctx, pl.RunID, k.Phase, taskID, r.where(), logRef)
+	e := runstore.Entry{TaskID: taskID, Where: r.where(), LogRef: logRef}
+	if k == steps.Gate && pl.Gate != "" && pl.Tier != "" {
+		// The gate's "running" entry rides on the phase write (a task of an
+		// older version, without the tier, records it apart).
+		e.Gate = &runstore.GateStart{Kind: pl.Gate, Tier: pl.Tier, LogRef: datadir.LogRef(pl.RunID, steps.Step{Kind: steps.Gate, Gate: pl.Gate}.Name())}
+	}
+	entered, err := runstore.New(r.Redis, name).Enter(ctx, pl.RunID, k.Phase, e)
+	o, cur := entered.Outcome, entered.Run
 	switch {
 	case errors.Is(err, runstore.ErrNotFound):
 		log.Warn("task for unknown run dropped")
@@ -184,7 +191,7 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	case steps.Stage:
 		v = r.stage(workCtx, j, cur, s)
 	case steps.Gate:
-		v = r.gate(workCtx, j, cur, s)
+		v = r.gate(workCtx, j, cur, s, e.Gate != nil && e.Gate.Tier == j.p.Tier)
 	}
 	err = r.conclude(ctx, workCtx, log, j, pl.RunID, s, v)
 	r.Metrics.Phase(string(s.Phase), outcomeOf(workCtx, err, v), time.Since(began))
@@ -490,11 +497,12 @@ func readForSummary(path string) ([]byte, error) {
 	return buf, nil
 }
 
-// gate runs one gate. When it passes, the verdict carries every gate of
-// the run that has passed (read in the same step as this gate's pass), for
-// the join; when it fails, every gate the run has not reached is blocked
-// (those still running are blocked by the terminal write).
-func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step) verdict {
+// gate runs one gate (running: its phase write recorded it running).
+// When it passes, the verdict carries every gate of the run that has
+// passed (read in the same step as this gate's pass), for the join; when
+// it fails, every gate the run has not reached is blocked (those still
+// running are blocked by the terminal write).
+func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, running bool) verdict {
 	g, _ := j.p.GateByKind(s.Gate) // steps.Resolve checked it is one
 	ref := datadir.LogRef(cur.ID, s.Name())
 	var tests *vocab.Tests // this gate's report counts, once it has ended
@@ -509,8 +517,10 @@ func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step)
 		}
 		return gates, err
 	}
-	if _, err := record(vocab.GateRunning, g.Kind, ref); err != nil {
-		return verdict{err: err}
+	if !running { // not recorded by the phase write (a task of an older version)
+		if _, err := record(vocab.GateRunning, g.Kind, ref); err != nil {
+			return verdict{err: err}
+		}
 	}
 	res, out, err := r.exec(ctx, j, cur, s, g.Run)
 	if err == nil && !res.Canceled {

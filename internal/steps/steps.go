@@ -201,6 +201,10 @@ type Payload struct {
 	// LegacyGate is the gate's index, as tasks enqueued before gates were
 	// named by kind carry it.
 	LegacyGate int `json:"gate,omitempty"`
+	// Tier, in a gate's task, is its pipeline's tier: the gate's phase
+	// write records it running in its version's tier gates in the same
+	// step. Tasks of older versions have none and record it apart.
+	Tier string `json:"tier,omitempty"`
 }
 
 // DecodePayload reads a step task's kind and payload. A task that can
@@ -277,7 +281,11 @@ type Enqueuer interface {
 // taken) counts as enqueued: a redelivered predecessor enqueues again,
 // harmlessly.
 func Enqueue(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64, s Step, disk string) error {
-	body, err := json.Marshal(Payload{RunID: runID, Pipeline: p.Name, Gate: s.Gate})
+	pl := Payload{RunID: runID, Pipeline: p.Name, Gate: s.Gate}
+	if s.Kind == Gate {
+		pl.Tier = p.Tier
+	}
+	body, err := json.Marshal(pl)
 	if err != nil {
 		return err
 	}
