@@ -115,6 +115,9 @@ type verdict struct {
 	// settled: the step settled the run itself (a fetch whose tree an
 	// earlier run passed, reuse: tree); nothing follows.
 	settled bool
+	// fetched, for a fetch that did not record what it learned, goes to
+	// the compile's task, whose phase write records it.
+	fetched *steps.Fetched
 }
 
 // handle runs one step's task: check the run is still building, move it
@@ -142,6 +145,9 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 		logRef = datadir.LogRef(pl.RunID, k.Name)
 	}
 	e := runstore.Entry{TaskID: taskID, Where: r.where(), LogRef: logRef}
+	if pl.Fetched != nil {
+		e.Fetched = &runstore.Fetched{SHA: pl.Fetched.SHA, Version: pl.Fetched.Version}
+	}
 	if k == steps.Gate && pl.Gate != "" && pl.Tier != "" {
 		// The gate's "running" entry rides on the phase write (a task of an
 		// older version, without the tier, records it apart).
@@ -185,7 +191,7 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	var v verdict
 	switch s.Kind {
 	case steps.Fetch:
-		v = r.fetch(workCtx, j, cur, s)
+		v = r.fetch(workCtx, j, cur, s, entered.Again)
 	case steps.Compile:
 		v = r.command(workCtx, j, cur, s, j.p.Build, compileSummary)
 	case steps.Stage:
@@ -255,7 +261,7 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, j *job
 	if !last {
 		var errs []error
 		for _, n := range next {
-			errs = append(errs, steps.Enqueue(wctx, r.Queue, j.p, id, n, r.Disk))
+			errs = append(errs, steps.Enqueue(wctx, r.Queue, j.p, id, n, r.Disk, v.fetched))
 		}
 		return errors.Join(errs...)
 	}
@@ -314,7 +320,12 @@ func (r *Runner) runVars(cur *vocab.Run, dir string, slot cache.Slot) map[string
 	}
 }
 
-func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step) verdict {
+// fetch fetches the run's commit into its slot's worktree. What it
+// learned (sha, version) rides on the compile's task and phase write; a
+// fetch that runs again (again: redelivered) records it itself, so the
+// compile task an earlier try queued, with what that try learned, changes
+// nothing (runstore.Entry).
+func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, again bool) verdict {
 	logw, _, closeLog, err := r.openLog(j, cur.ID, s)
 	if err != nil {
 		return verdict{err: err}
@@ -356,10 +367,12 @@ func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step
 	if j.p.Reuse == pipeline.ReuseTree {
 		return r.reuseOrRecord(ctx, j, cur, opts, sha, ver)
 	}
+	if !again {
+		return verdict{fetched: &steps.Fetched{SHA: sha, Version: ver}}
+	}
 	if _, err := j.store.SetFetched(ctx, cur.ID, sha, ver); err != nil {
 		return verdict{err: err}
 	}
-	cur.SHA, cur.Version = sha, ver
 	return verdict{}
 }
 

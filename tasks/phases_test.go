@@ -117,6 +117,42 @@ func newRun(t *testing.T, b *testBundle) int64 {
 	return c.ID
 }
 
+// What a fetch learned rides on the compile's task. A fetch that runs
+// again before the compile (a redelivery) records its own, and the compile
+// task the first try queued, with the first try's sha, changes nothing:
+// the run names the commit its worktree holds.
+func TestRefetchOutranksQueuedCompile(t *testing.T) {
+	t.Parallel()
+	b := setup(t, `git log -1 --format=%H`)
+	ctx := context.Background()
+	id := newRun(t, b) // by ref: the branch's head when fetched
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+	r, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Empty(t, r.Version, "nothing recorded yet: it is in the compile's task")
+	out, err := exec.CommandContext(ctx, "git", "-C", b.pipeline.Repo, "-c", "user.email=t@e", "-c", "user.name=t",
+		"commit", "-q", "--allow-empty", "-m", "y").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+	refetched, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.NotEmpty(t, refetched.SHA)
+
+	queued := pendingOf(t, b, steps.Compile)
+	require.Len(t, queued, 1)
+	var first steps.Payload
+	require.NoError(t, json.Unmarshal(queued[0].Payload, &first))
+	require.NotNil(t, first.Fetched)
+	require.NotEqual(t, refetched.SHA, first.Fetched.SHA, "the first try saw the branch's older head")
+	require.NoError(t, b.runner.handle(ctx, asynq.NewTask(queued[0].Type, queued[0].Payload)))
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, refetched.SHA, r.SHA)
+	log, err := os.ReadFile(b.runner.Layout.LogPath(id, "compile"))
+	require.NoError(t, err)
+	require.Equal(t, refetched.SHA+"\n", string(log), "the worktree holds the refetched commit")
+}
+
 // A phase redelivered after it already succeeded (lease lost, worker
 // killed after the enqueue) enqueues its successor once, not twice.
 func TestRedeliveredPhaseEnqueuesNextOnce(t *testing.T) {
