@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -151,6 +152,46 @@ func TestRefetchOutranksQueuedCompile(t *testing.T) {
 	log, err := os.ReadFile(b.runner.Layout.LogPath(id, "compile"))
 	require.NoError(t, err)
 	require.Equal(t, refetched.SHA+"\n", string(log), "the worktree holds the refetched commit")
+}
+
+// A gate's task, as the step before queues it, carries its pipeline's
+// tier: the gate is recorded running, in the run and in its version's
+// tier gates, by its phase write, before its command ends.
+func TestGateRecordedRunningByItsPhaseWrite(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	release := filepath.Join(t.TempDir(), "release")
+	b.pipeline.Gates = []pipeline.Gate{{Kind: "unit", Timeout: time.Minute,
+		Run: `while [ ! -e "` + release + `" ]; do sleep 0.01; done`}}
+	ctx := context.Background()
+	id := newRun(t, b)
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+	compiles := pendingOf(t, b, steps.Compile)
+	require.Len(t, compiles, 1)
+	require.NoError(t, b.runner.handle(ctx, asynq.NewTask(compiles[0].Type, compiles[0].Payload)))
+	gates := pendingOf(t, b, steps.Gate)
+	require.Len(t, gates, 1)
+	r, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.NotEmpty(t, r.Version)
+
+	done := make(chan error, 1)
+	go func() { done <- b.runner.handle(ctx, asynq.NewTask(gates[0].Type, gates[0].Payload)) }()
+	require.Eventually(t, func() bool {
+		tier, err := b.store.TierGates(ctx, "host", r.Version)
+		return err == nil && len(tier) == 1 && tier[0].Status == vocab.GateRunning && tier[0].RunID == id
+	}, 10*time.Second, 10*time.Millisecond, "the tier's gates show the gate running")
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, r.Gates, 1)
+	require.Equal(t, vocab.GateRunning, r.Gates[0].Status)
+	require.Equal(t, fmt.Sprintf("%d/gate-unit.log", id), r.Gates[0].LogRef)
+	require.NoError(t, os.WriteFile(release, nil, 0o600))
+	require.NoError(t, <-done)
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, vocab.ResultPassed, r.Result)
+	require.Equal(t, vocab.GatePassed, r.Gates[0].Status)
 }
 
 // A phase redelivered after it already succeeded (lease lost, worker
