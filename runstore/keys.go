@@ -44,8 +44,12 @@ func (k Keys) LastPassed() string { return k.prefix + "last_passed" }
 // TierGates is the hash kind → gate of the latest result per gate kind for
 // one (tier, version).
 func (k Keys) TierGates(tier, version string) string {
-	return k.prefix + "gates:" + tier + ":" + version
+	return k.prefix + tierGatesSegment + tier + ":" + version
 }
+
+// tierGatesSegment follows the pipeline's prefix in a tier gates hash's
+// name; the phase script derives one with it (luaPrelude's tierkey).
+const tierGatesSegment = "gates:"
 
 // CacheGeneration is the pipeline's cache generation, INCR'd by an
 // operator's cache clear: a worker wipes a cache slot of an older

@@ -14,9 +14,10 @@ import (
 // expire share.
 //
 // Keys a script cannot know beforehand, the run hashes a supersede walks
-// over, are derived from KEYS[1] (the building set): its prefix up to and
-// including the hash tag's "}:" is the pipeline's, so every derived key
-// stays in KEYS[1]'s Redis Cluster slot.
+// over and the tier gates hash of a run's version (which a gate's phase
+// write reads in the same step), are derived from KEYS[1] (a key of the
+// pipeline's): its prefix up to and including the hash tag's "}:" is the
+// pipeline's, so every derived key stays in KEYS[1]'s Redis Cluster slot.
 //
 // Every script that may settle a run takes the same first keys and
 // arguments, which terminal() reads:
@@ -36,6 +37,7 @@ local QUEUED, DONE = ` + strconv.Quote(string(vocab.PhaseQueued)) + `, ` + strco
 local BLOCKED = ` + strconv.Quote(string(vocab.GateBlocked)) + `
 local GATE_PREFIX, GATE_SEP = ` + strconv.Quote(gatePrefix) + `, ` + strconv.Quote(gateValSep) + `
 local PHASE_PREFIX = ` + strconv.Quote(phasePrefix) + `
+local FETCHING = ` + strconv.Quote(string(vocab.PhaseFetching)) + `
 
 -- gatefield is part n (1: status, 2: log ref, 3: run id, 4: started,
 -- 5: finished) of an encoded gate, "" when absent.
@@ -52,6 +54,18 @@ end
 -- runkey is the hash of run id, derived from KEYS[1]'s hash tag.
 local function runkey(id)
   return string.match(KEYS[1], "^(.-}:)") .. ` + strconv.Quote(runSegment) + ` .. id
+end
+
+-- tierkey is the hash of the latest gate results of (tier, version),
+-- derived from KEYS[1]'s hash tag.
+local function tierkey(tier, version)
+  return string.match(KEYS[1], "^(.-}:)") .. ` + strconv.Quote(tierGatesSegment) + ` .. tier .. ":" .. version
+end
+
+-- gateentry encodes a gate: status ("" while running), log ref, run id,
+-- started, finished, test counts.
+local function gateentry(status, logref, id, started, finished, tests)
+  return table.concat({status, logref, id, started, finished, tests}, GATE_SEP)
 end
 
 -- terminal is the one terminal write: it settles run id (whose hash is

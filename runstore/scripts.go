@@ -186,6 +186,14 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // ("phase:<phase>" = started, worker, log ref); re-entering it (a
 // redelivered task, another gate) records the worker now running it.
 //
+// Two writes of a step ride on it, each saving a round trip: a gate's
+// "running" entry, in the run and in its version's tier gates hash (as
+// gateScript writes it), and what the fetch learned (sha, version), which
+// the fetch hands to the compile in its task. The fetched fields apply
+// only on the step from fetching to compiling and only if no fetch
+// recorded its own (SetFetched: a redelivered fetch does), so a compile
+// task an earlier try of the fetch queued never overwrites a later try's.
+//
 // KEYS[1] run hash
 // ARGV[1] new phase
 // ARGV[2] task id ("" keeps the recorded one)
@@ -195,20 +203,25 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // ARGV[6] data dir id of the worker
 // ARGV[7] worker name
 // ARGV[8] log ref of the phase's step ("" for gating: each gate has its own)
-// ARGV[9..] phases the run may be in for the write to apply
+// ARGV[9] gate kind to record running ("" for none)
+// ARGV[10] that gate's tier
+// ARGV[11] that gate's log ref
+// ARGV[12] "1" when ARGV[13] and ARGV[14] are the fetched sha and version
+// ARGV[15..] phases the run may be in for the write to apply
 //
-// Returns {-1} no such run, else {code, field, value, ...} with the run's
-// hash after the write: code 0 run is terminal, 1 applied, 2 run is past
-// this phase.
+// Returns {-1} no such run, else {code, entered before, field, value, ...}
+// with the run's hash after the write: code 0 run is terminal, 1 applied,
+// 2 run is past this phase; entered before is 1 when the run had entered
+// this phase before (a re-entry), else 0.
 var phaseScript = newScript(`
 local pf = PHASE_PREFIX .. ARGV[1]
-local cur = redis.call("HMGET", KEYS[1], "result", "phase", pf)
+local cur = redis.call("HMGET", KEYS[1], "result", "phase", pf, "version")
 if not cur[1] then return {-1} end
 local code = 2
 if cur[1] ~= BUILDING then
   code = 0
 else
-  for i = 9, #ARGV do
+  for i = 15, #ARGV do
     if ARGV[i] == cur[2] then
       local started = gatefield(cur[3], 1)
       if started == "" then started = ARGV[5] end
@@ -219,6 +232,17 @@ else
         table.insert(set, "task_id")
         table.insert(set, ARGV[2])
       end
+      local version = cur[4]
+      if ARGV[12] == "1" and cur[2] == FETCHING and not version then
+        version = ARGV[14]
+        for _, v in ipairs({"sha", ARGV[13], "version", version}) do table.insert(set, v) end
+      end
+      if ARGV[9] ~= "" then
+        local v = gateentry("", ARGV[11], ARGV[4], ARGV[5], "", "")
+        table.insert(set, GATE_PREFIX .. ARGV[9])
+        table.insert(set, v)
+        redis.call("HSET", tierkey(ARGV[10], version or ""), ARGV[9], v)
+      end
       redis.call("HSET", KEYS[1], unpack(set))
       redis.call("PUBLISH", ARGV[3], ARGV[4])
       code = 1
@@ -228,11 +252,45 @@ else
 end
 local out = redis.call("HGETALL", KEYS[1])
 table.insert(out, 1, code)
+table.insert(out, 2, cur[3] and "1" or "0")
 return out
 `)
 
 // Where is the worker running a step: its data dir's id and its name.
 type Where struct{ Disk, Worker string }
+
+// Entry is what a step's phase write records besides the phase (Enter).
+type Entry struct {
+	TaskID string
+	Where  Where
+	// LogRef is the log of the phase's step ("" for gating: each gate has
+	// its own).
+	LogRef string
+	// Gate, when set, is the gate whose task this is: it is recorded
+	// running in the same write, as SetGate records it.
+	Gate *GateStart
+	// Fetched, when set, is what the run's fetch learned: the step from
+	// fetching to compiling records it, unless a fetch recorded its own.
+	Fetched *Fetched
+}
+
+// GateStart names a gate that starts running: its kind, its pipeline's
+// tier and its log.
+type GateStart struct{ Kind, Tier, LogRef string }
+
+// Fetched is what a fetch learned: the full commit id and the version
+// read from the worktree.
+type Fetched struct{ SHA, Version string }
+
+// Entered is what Enter did.
+type Entered struct {
+	Outcome Outcome
+	// Run is the run as it is after the write.
+	Run *vocab.Run
+	// Again: the run had entered this phase before (a redelivered task,
+	// another gate).
+	Again bool
+}
 
 // SetPhase moves a building run forward to phase (or re-enters the phase
 // it is in, for a redelivered task), run by the task taskID of the worker
@@ -240,23 +298,40 @@ type Where struct{ Disk, Worker string }
 // run backwards or touches a finished one. It returns the run as it is
 // after the write.
 func (s *Store) SetPhase(ctx context.Context, id int64, phase vocab.Phase, taskID string, w Where, logRef string) (Outcome, *vocab.Run, error) {
+	e, err := s.Enter(ctx, id, phase, Entry{TaskID: taskID, Where: w, LogRef: logRef})
+	return e.Outcome, e.Run, err
+}
+
+// Enter is SetPhase with the writes that ride on it (Entry).
+func (s *Store) Enter(ctx context.Context, id int64, phase vocab.Phase, e Entry) (Entered, error) {
 	from := vocab.AdvanceFrom(phase)
 	if len(from) == 0 {
-		return 0, nil, fmt.Errorf("set phase of run %d: %q is not a phase a run advances to", id, phase)
+		return Entered{}, fmt.Errorf("set phase of run %d: %q is not a phase a run advances to", id, phase)
 	}
-	args := []any{string(phase), taskID, s.keys.Events(), id, s.stamp(), w.Disk, w.Worker, logRef}
+	args := []any{string(phase), e.TaskID, s.keys.Events(), id, s.stamp(), e.Where.Disk, e.Where.Worker, e.LogRef}
+	var g GateStart
+	if e.Gate != nil {
+		g = *e.Gate
+	}
+	args = append(args, g.Kind, g.Tier, g.LogRef)
+	if e.Fetched != nil {
+		args = append(args, "1", e.Fetched.SHA, e.Fetched.Version)
+	} else {
+		args = append(args, "0", "", "")
+	}
 	for _, p := range from {
 		args = append(args, string(p))
 	}
 	o, pairs, err := guardedPairs("set phase of", id, phaseScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, args...))
 	if err != nil || pairs == nil {
-		return o, nil, err
+		return Entered{Outcome: o}, err
 	}
+	again, pairs := pairs[0] == "1", pairs[1:]
 	m := make(map[string]string, len(pairs)/2)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		m[pairs[i]] = pairs[i+1]
 	}
-	return o, s.decodeRun(id, m), nil
+	return Entered{Outcome: o, Run: s.decodeRun(id, m), Again: again}, nil
 }
 
 // guardedPairs maps the reply of a guarded script that returns {code,
@@ -339,7 +414,7 @@ if ARGV[2] ~= "" then
   if ARGV[2] ~= BLOCKED and started == "" then started = ARGV[6] end
   if started ~= "" then finished = ARGV[6] end
 end
-local v = table.concat({ARGV[2], ARGV[3], ARGV[4], started, finished, ARGV[7]}, GATE_SEP)
+local v = gateentry(ARGV[2], ARGV[3], ARGV[4], started, finished, ARGV[7])
 redis.call("HSET", KEYS[1], field, v)
 redis.call("HSET", KEYS[2], ARGV[1], v)
 redis.call("PUBLISH", ARGV[5], ARGV[4])

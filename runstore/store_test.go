@@ -666,3 +666,63 @@ func TestGateTests(t *testing.T) {
 		require.Equal(t, counts, tier[1].Tests)
 	})
 }
+
+// What rides on a phase write: the fetch's findings on the step to
+// compiling, unless a fetch recorded its own; a gate's "running" entry, in
+// the run and in its version's tier gates, as SetGate writes it.
+func TestEnterCarriesFetchedAndGate(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		first := &runstore.Fetched{SHA: "aaa", Version: "1.0"}
+		id := create(t, b.store, runstore.CreateRequest{})
+		e, err := b.store.Enter(ctx, id, vocab.PhaseFetching, runstore.Entry{TaskID: "f"})
+		require.NoError(t, err)
+		require.False(t, e.Again, "the first fetch")
+		e, err = b.store.Enter(ctx, id, vocab.PhaseFetching, runstore.Entry{TaskID: "f"})
+		require.NoError(t, err)
+		require.True(t, e.Again, "a redelivered fetch")
+		e, err = b.store.Enter(ctx, id, vocab.PhaseCompiling, runstore.Entry{TaskID: "c", Fetched: first})
+		require.NoError(t, err)
+		require.Equal(t, runstore.Applied, e.Outcome)
+		require.Equal(t, "aaa", e.Run.SHA)
+		require.Equal(t, "1.0", e.Run.Version)
+		e, err = b.store.Enter(ctx, id, vocab.PhaseCompiling, runstore.Entry{TaskID: "c", Fetched: &runstore.Fetched{SHA: "bbb", Version: "2.0"}})
+		require.NoError(t, err)
+		require.Equal(t, "aaa", e.Run.SHA, "a redelivered compile does not record the fetch again")
+
+		// A fetch that ran again recorded its own: the compile task an
+		// earlier try queued changes nothing.
+		id2 := create(t, b.store, runstore.CreateRequest{NoSupersede: true})
+		_, err = b.store.Enter(ctx, id2, vocab.PhaseFetching, runstore.Entry{})
+		require.NoError(t, err)
+		_, err = b.store.SetFetched(ctx, id2, "bbb", "2.0")
+		require.NoError(t, err)
+		e, err = b.store.Enter(ctx, id2, vocab.PhaseCompiling, runstore.Entry{Fetched: first})
+		require.NoError(t, err)
+		require.Equal(t, runstore.Applied, e.Outcome)
+		require.Equal(t, "bbb", e.Run.SHA)
+		require.Equal(t, "2.0", e.Run.Version)
+
+		t0 := b.clock.Now()
+		gate := &runstore.GateStart{Kind: "unit", Tier: "host", LogRef: fmt.Sprintf("%d/gate-unit.log", id)}
+		e, err = b.store.Enter(ctx, id, vocab.PhaseGating, runstore.Entry{Gate: gate})
+		require.NoError(t, err)
+		require.Equal(t, runstore.Applied, e.Outcome)
+		want := vocab.Gate{Kind: "unit", Status: vocab.GateRunning, LogRef: gate.LogRef, RunID: id, StartedAt: t0}
+		require.Equal(t, []vocab.Gate{want}, e.Run.Gates)
+		tier, err := b.store.TierGates(ctx, "host", "1.0")
+		require.NoError(t, err)
+		require.Equal(t, []vocab.Gate{want}, tier)
+
+		// A finished run is never written, gate or no gate.
+		_, err = b.store.Pass(ctx, id)
+		require.NoError(t, err)
+		e, err = b.store.Enter(ctx, id, vocab.PhaseGating, runstore.Entry{Gate: &runstore.GateStart{Kind: "smoke", Tier: "host"}})
+		require.NoError(t, err)
+		require.Equal(t, runstore.Finished, e.Outcome)
+		tier, err = b.store.TierGates(ctx, "host", "1.0")
+		require.NoError(t, err)
+		require.Len(t, tier, 1)
+	})
+}

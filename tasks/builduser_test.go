@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"sando.dev/sando/internal/datadir"
@@ -66,7 +67,9 @@ func TestPhasesRunAsBuildUser(t *testing.T) {
 	wt, err := filepath.EvalSymlinks(layout.Worktree(id)) // its cache slot's
 	require.NoError(t, err)
 	require.Equal(t, uint32(0), owner(t, wt), "the fetch runs as the worker")
-	require.NoError(t, b.runner.handle(ctx, task(steps.Compile, steps.Payload{RunID: id})))
+	queued := pendingOf(t, b, steps.Compile) // with what the fetch learned
+	require.Len(t, queued, 1)
+	require.NoError(t, b.runner.handle(ctx, asynq.NewTask(queued[0].Type, queued[0].Payload)))
 	cur, err := b.store.Get(ctx, id)
 	require.NoError(t, err)
 	out, err := os.ReadFile(layout.LogPath(id, "compile"))

@@ -115,6 +115,9 @@ type verdict struct {
 	// settled: the step settled the run itself (a fetch whose tree an
 	// earlier run passed, reuse: tree); nothing follows.
 	settled bool
+	// fetched, for a fetch that did not record what it learned, goes to
+	// the compile's task, whose phase write records it.
+	fetched *steps.Fetched
 }
 
 // handle runs one step's task: check the run is still building, move it
@@ -141,7 +144,17 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	if k != steps.Gate {
 		logRef = datadir.LogRef(pl.RunID, k.Name)
 	}
-	o, cur, err := runstore.New(r.Redis, name).SetPhase(ctx, pl.RunID, k.Phase, taskID, r.where(), logRef)
+	e := runstore.Entry{TaskID: taskID, Where: r.where(), LogRef: logRef}
+	if pl.Fetched != nil {
+		e.Fetched = &runstore.Fetched{SHA: pl.Fetched.SHA, Version: pl.Fetched.Version}
+	}
+	if k == steps.Gate && pl.Gate != "" && pl.Tier != "" {
+		// The gate's "running" entry rides on the phase write (a task of an
+		// older version, without the tier, records it apart).
+		e.Gate = &runstore.GateStart{Kind: pl.Gate, Tier: pl.Tier, LogRef: datadir.LogRef(pl.RunID, steps.Step{Kind: steps.Gate, Gate: pl.Gate}.Name())}
+	}
+	entered, err := runstore.New(r.Redis, name).Enter(ctx, pl.RunID, k.Phase, e)
+	o, cur := entered.Outcome, entered.Run
 	switch {
 	case errors.Is(err, runstore.ErrNotFound):
 		log.Warn("task for unknown run dropped")
@@ -178,13 +191,13 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	var v verdict
 	switch s.Kind {
 	case steps.Fetch:
-		v = r.fetch(workCtx, j, cur, s)
+		v = r.fetch(workCtx, j, cur, s, entered.Again)
 	case steps.Compile:
 		v = r.command(workCtx, j, cur, s, j.p.Build, compileSummary)
 	case steps.Stage:
 		v = r.stage(workCtx, j, cur, s)
 	case steps.Gate:
-		v = r.gate(workCtx, j, cur, s)
+		v = r.gate(workCtx, j, cur, s, e.Gate != nil && e.Gate.Tier == j.p.Tier)
 	}
 	err = r.conclude(ctx, workCtx, log, j, pl.RunID, s, v)
 	r.Metrics.Phase(string(s.Phase), outcomeOf(workCtx, err, v), time.Since(began))
@@ -248,7 +261,7 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, j *job
 	if !last {
 		var errs []error
 		for _, n := range next {
-			errs = append(errs, steps.Enqueue(wctx, r.Queue, j.p, id, n, r.Disk))
+			errs = append(errs, steps.Enqueue(wctx, r.Queue, j.p, id, n, r.Disk, v.fetched))
 		}
 		return errors.Join(errs...)
 	}
@@ -307,7 +320,12 @@ func (r *Runner) runVars(cur *vocab.Run, dir string, slot cache.Slot) map[string
 	}
 }
 
-func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step) verdict {
+// fetch fetches the run's commit into its slot's worktree. What it
+// learned (sha, version) rides on the compile's task and phase write; a
+// fetch that runs again (again: redelivered) records it itself, so the
+// compile task an earlier try queued, with what that try learned, changes
+// nothing (runstore.Entry).
+func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, again bool) verdict {
 	logw, _, closeLog, err := r.openLog(j, cur.ID, s)
 	if err != nil {
 		return verdict{err: err}
@@ -349,10 +367,12 @@ func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step
 	if j.p.Reuse == pipeline.ReuseTree {
 		return r.reuseOrRecord(ctx, j, cur, opts, sha, ver)
 	}
+	if !again {
+		return verdict{fetched: &steps.Fetched{SHA: sha, Version: ver}}
+	}
 	if _, err := j.store.SetFetched(ctx, cur.ID, sha, ver); err != nil {
 		return verdict{err: err}
 	}
-	cur.SHA, cur.Version = sha, ver
 	return verdict{}
 }
 
@@ -490,11 +510,12 @@ func readForSummary(path string) ([]byte, error) {
 	return buf, nil
 }
 
-// gate runs one gate. When it passes, the verdict carries every gate of
-// the run that has passed (read in the same step as this gate's pass), for
-// the join; when it fails, every gate the run has not reached is blocked
-// (those still running are blocked by the terminal write).
-func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step) verdict {
+// gate runs one gate (running: its phase write recorded it running).
+// When it passes, the verdict carries every gate of the run that has
+// passed (read in the same step as this gate's pass), for the join; when
+// it fails, every gate the run has not reached is blocked (those still
+// running are blocked by the terminal write).
+func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, running bool) verdict {
 	g, _ := j.p.GateByKind(s.Gate) // steps.Resolve checked it is one
 	ref := datadir.LogRef(cur.ID, s.Name())
 	var tests *vocab.Tests // this gate's report counts, once it has ended
@@ -509,8 +530,10 @@ func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step)
 		}
 		return gates, err
 	}
-	if _, err := record(vocab.GateRunning, g.Kind, ref); err != nil {
-		return verdict{err: err}
+	if !running { // not recorded by the phase write (a task of an older version)
+		if _, err := record(vocab.GateRunning, g.Kind, ref); err != nil {
+			return verdict{err: err}
+		}
 	}
 	res, out, err := r.exec(ctx, j, cur, s, g.Run)
 	if err == nil && !res.Canceled {

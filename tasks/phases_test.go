@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -115,6 +116,82 @@ func newRun(t *testing.T, b *testBundle) int64 {
 	c, err := b.store.Create(context.Background(), runstore.CreateRequest{NoSupersede: true, Definition: def})
 	require.NoError(t, err)
 	return c.ID
+}
+
+// What a fetch learned rides on the compile's task. A fetch that runs
+// again before the compile (a redelivery) records its own, and the compile
+// task the first try queued, with the first try's sha, changes nothing:
+// the run names the commit its worktree holds.
+func TestRefetchOutranksQueuedCompile(t *testing.T) {
+	t.Parallel()
+	b := setup(t, `git log -1 --format=%H`)
+	ctx := context.Background()
+	id := newRun(t, b) // by ref: the branch's head when fetched
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+	r, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Empty(t, r.Version, "nothing recorded yet: it is in the compile's task")
+	out, err := exec.CommandContext(ctx, "git", "-C", b.pipeline.Repo, "-c", "user.email=t@e", "-c", "user.name=t",
+		"commit", "-q", "--allow-empty", "-m", "y").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+	refetched, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.NotEmpty(t, refetched.SHA)
+
+	queued := pendingOf(t, b, steps.Compile)
+	require.Len(t, queued, 1)
+	var first steps.Payload
+	require.NoError(t, json.Unmarshal(queued[0].Payload, &first))
+	require.NotNil(t, first.Fetched)
+	require.NotEqual(t, refetched.SHA, first.Fetched.SHA, "the first try saw the branch's older head")
+	require.NoError(t, b.runner.handle(ctx, asynq.NewTask(queued[0].Type, queued[0].Payload)))
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, refetched.SHA, r.SHA)
+	log, err := os.ReadFile(b.runner.Layout.LogPath(id, "compile"))
+	require.NoError(t, err)
+	require.Equal(t, refetched.SHA+"\n", string(log), "the worktree holds the refetched commit")
+}
+
+// A gate's task, as the step before queues it, carries its pipeline's
+// tier: the gate is recorded running, in the run and in its version's
+// tier gates, by its phase write, before its command ends.
+func TestGateRecordedRunningByItsPhaseWrite(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "true")
+	release := filepath.Join(t.TempDir(), "release")
+	b.pipeline.Gates = []pipeline.Gate{{Kind: "unit", Timeout: time.Minute,
+		Run: `while [ ! -e "` + release + `" ]; do sleep 0.01; done`}}
+	ctx := context.Background()
+	id := newRun(t, b)
+	require.NoError(t, b.runner.handle(ctx, task(steps.Fetch, steps.Payload{RunID: id})))
+	compiles := pendingOf(t, b, steps.Compile)
+	require.Len(t, compiles, 1)
+	require.NoError(t, b.runner.handle(ctx, asynq.NewTask(compiles[0].Type, compiles[0].Payload)))
+	gates := pendingOf(t, b, steps.Gate)
+	require.Len(t, gates, 1)
+	r, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.NotEmpty(t, r.Version)
+
+	done := make(chan error, 1)
+	go func() { done <- b.runner.handle(ctx, asynq.NewTask(gates[0].Type, gates[0].Payload)) }()
+	require.Eventually(t, func() bool {
+		tier, err := b.store.TierGates(ctx, "host", r.Version)
+		return err == nil && len(tier) == 1 && tier[0].Status == vocab.GateRunning && tier[0].RunID == id
+	}, 10*time.Second, 10*time.Millisecond, "the tier's gates show the gate running")
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, r.Gates, 1)
+	require.Equal(t, vocab.GateRunning, r.Gates[0].Status)
+	require.Equal(t, fmt.Sprintf("%d/gate-unit.log", id), r.Gates[0].LogRef)
+	require.NoError(t, os.WriteFile(release, nil, 0o600))
+	require.NoError(t, <-done)
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, vocab.ResultPassed, r.Result)
+	require.Equal(t, vocab.GatePassed, r.Gates[0].Status)
 }
 
 // A phase redelivered after it already succeeded (lease lost, worker

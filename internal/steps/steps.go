@@ -201,6 +201,20 @@ type Payload struct {
 	// LegacyGate is the gate's index, as tasks enqueued before gates were
 	// named by kind carry it.
 	LegacyGate int `json:"gate,omitempty"`
+	// Tier, in a gate's task, is its pipeline's tier: the gate's phase
+	// write records it running in its version's tier gates in the same
+	// step. Tasks of older versions have none and record it apart.
+	Tier string `json:"tier,omitempty"`
+	// Fetched, in a compile's task, is what the fetch learned, which the
+	// compile's phase write records (runstore.Entry): the fetch writes the
+	// run once less.
+	Fetched *Fetched `json:"fetched,omitempty"`
+}
+
+// Fetched is what a fetch learned: the full commit id and the version.
+type Fetched struct {
+	SHA     string `json:"sha"`
+	Version string `json:"version"`
 }
 
 // DecodePayload reads a step task's kind and payload. A task that can
@@ -254,7 +268,7 @@ func Decode(p *pipeline.Pipeline, t *asynq.Task) (Payload, Step, error) {
 // EnqueueFirst queues the first step of run runID, on the fleet's fetch
 // queue: any worker may take it.
 func EnqueueFirst(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64) error {
-	return Enqueue(ctx, q, p, runID, First(), "")
+	return Enqueue(ctx, q, p, runID, First(), "", nil)
 }
 
 // taskRetention keeps a finished task's id taken for this long, so a
@@ -273,11 +287,19 @@ type Enqueuer interface {
 }
 
 // Enqueue queues step s of run runID, fetched (for every step but the
-// fetch) on disk. A step already queued, running or done (its task id
-// taken) counts as enqueued: a redelivered predecessor enqueues again,
-// harmlessly.
-func Enqueue(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64, s Step, disk string) error {
-	body, err := json.Marshal(Payload{RunID: runID, Pipeline: p.Name, Gate: s.Gate})
+// fetch) on disk; fetched, for a compile, is what the fetch learned (nil
+// when the fetch recorded it itself). A step already queued, running or
+// done (its task id taken) counts as enqueued: a redelivered predecessor
+// enqueues again, harmlessly.
+func Enqueue(ctx context.Context, q Enqueuer, p *pipeline.Pipeline, runID int64, s Step, disk string, fetched *Fetched) error {
+	pl := Payload{RunID: runID, Pipeline: p.Name, Gate: s.Gate}
+	if s.Kind == Gate {
+		pl.Tier = p.Tier
+	}
+	if s.Kind == Compile {
+		pl.Fetched = fetched
+	}
+	body, err := json.Marshal(pl)
 	if err != nil {
 		return err
 	}
