@@ -159,12 +159,18 @@ func (s *Store) TierGates(ctx context.Context, tier, version string) ([]vocab.Ga
 	if err != nil {
 		return nil, fmt.Errorf("tier gates: %w", err)
 	}
+	return decodeTierGates(m), nil
+}
+
+// decodeTierGates turns a tier gates hash (kind → gate value) into gates
+// sorted by kind.
+func decodeTierGates(m map[string]string) []vocab.Gate {
 	gates := make([]vocab.Gate, 0, len(m))
 	for kind, v := range m {
 		gates = append(gates, decodeGate(kind, v))
 	}
 	sortGates(gates)
-	return gates, nil
+	return gates
 }
 
 // Hash field names of a run.

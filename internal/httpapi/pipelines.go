@@ -168,22 +168,26 @@ type pipelineItem struct {
 
 func (s *Server) item(ctx context.Context, p *pipe) (pipelineItem, error) {
 	st, err := s.stateOf(ctx, p)
+	return itemOf(p, st), err
+}
+
+func itemOf(p *pipe, st runview.State) pipelineItem {
 	return pipelineItem{Name: p.def.Name, Branch: p.def.Branch, Tier: p.def.Tier,
-		URL: "/pipelines/" + p.def.Name, State: st}, err
+		URL: "/pipelines/" + p.def.Name, State: st}
 }
 
 // listPipelines answers GET /pipelines, and GET / for a client that does
 // not prefer HTML.
 func (s *Server) listPipelines(c *gin.Context) {
-	cat := s.catalog()
-	items := make([]pipelineItem, 0, len(cat.pipes))
-	for _, p := range cat.all() {
-		it, err := s.item(c, p)
-		if err != nil {
-			s.abort(c, err)
-			return
-		}
-		items = append(items, it)
+	ps := s.catalog().all()
+	states, err := s.statesOf(c, ps)
+	if err != nil {
+		s.abort(c, err)
+		return
+	}
+	items := make([]pipelineItem, len(ps))
+	for i, p := range ps {
+		items[i] = itemOf(p, states[i])
 	}
 	c.JSON(http.StatusOK, gin.H{"pipelines": items})
 }

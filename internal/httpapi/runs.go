@@ -3,7 +3,6 @@ package httpapi
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -243,32 +242,40 @@ func (s *Server) state(c *gin.Context) {
 // stateOf is a pipeline's /state: its last passed run with its tier's
 // gates, and its newest run.
 func (s *Server) stateOf(ctx context.Context, p *pipe) (runview.State, error) {
-	var out runview.State
-	last, err := p.store.LastPassed(ctx)
-	switch {
-	case err == nil:
-		gates, err := p.store.TierGates(ctx, p.def.Tier, last.Version)
-		if err != nil {
-			return out, err
-		}
-		out.Deployed = &runview.Deployed{
-			RunID: last.ID, SHA: last.SHA, Version: last.Version,
-			FinishedAt: runview.Time(last.FinishedAt), Gates: runview.Gates(gates),
-		}
-	case !errors.Is(err, runstore.ErrNotFound):
-		return out, err
+	states, err := s.statesOf(ctx, []*pipe{p})
+	if err != nil {
+		return runview.State{}, err
 	}
-	latest, err := p.store.Latest(ctx)
-	switch {
-	case err == nil:
-		b := runview.Build{
-			RunID: latest.ID, SHA: runview.Nullable(latest.SHA), Version: runview.Nullable(latest.Version),
-			Phase: latest.Phase, Result: latest.Result, FailureSummary: runview.FailureSummary(latest),
-			ElapsedS: int64(latest.Elapsed(s.Now()) / time.Second),
+	return states[0], nil
+}
+
+// statesOf is stateOf of each pipeline, read in three round trips in all
+// (runstore.Deployments), so listing fifty pipelines costs no more.
+func (s *Server) statesOf(ctx context.Context, ps []*pipe) ([]runview.State, error) {
+	stores := make([]*runstore.Store, len(ps))
+	tiers := make([]string, len(ps))
+	for i, p := range ps {
+		stores[i], tiers[i] = p.store, p.def.Tier
+	}
+	ds, err := runstore.Deployments(ctx, s.Redis, stores, tiers)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]runview.State, len(ps))
+	for i, d := range ds {
+		if last := d.LastPassed; last != nil {
+			out[i].Deployed = &runview.Deployed{
+				RunID: last.ID, SHA: last.SHA, Version: last.Version,
+				FinishedAt: runview.Time(last.FinishedAt), Gates: runview.Gates(d.TierGates),
+			}
 		}
-		out.Build = &b
-	case !errors.Is(err, runstore.ErrNotFound):
-		return out, err
+		if latest := d.Latest; latest != nil {
+			out[i].Build = &runview.Build{
+				RunID: latest.ID, SHA: runview.Nullable(latest.SHA), Version: runview.Nullable(latest.Version),
+				Phase: latest.Phase, Result: latest.Result, FailureSummary: runview.FailureSummary(latest),
+				ElapsedS: int64(latest.Elapsed(s.Now()) / time.Second),
+			}
+		}
 	}
 	return out, nil
 }
