@@ -64,7 +64,7 @@ func TestDeploymentsInThreeRoundTrips(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, int64(3), rt.n.Load(), "three pipelined round trips for three pipelines")
 
-		last, err := deployed.LastPassed(ctx)
+		last, err := deployed.Get(ctx, passed)
 		require.NoError(t, err)
 		require.Equal(t, last, ds[0].LastPassed)
 		tier, err := deployed.TierGates(ctx, "host", "1.0")

@@ -93,31 +93,6 @@ func (s *Store) Get(ctx context.Context, id int64) (*vocab.Run, error) {
 	return s.decodeRun(id, m), nil
 }
 
-// Latest returns the newest run of any result, or ErrNotFound.
-func (s *Store) Latest(ctx context.Context) (*vocab.Run, error) {
-	ids, err := s.rdb.ZRevRange(ctx, s.keys.Runs(), 0, 0).Result()
-	if err != nil {
-		return nil, fmt.Errorf("latest run: %w", err)
-	}
-	if len(ids) == 0 {
-		return nil, ErrNotFound
-	}
-	id, _ := strconv.ParseInt(ids[0], 10, 64)
-	return s.Get(ctx, id)
-}
-
-// LastPassed returns the newest passed run, or ErrNotFound.
-func (s *Store) LastPassed(ctx context.Context) (*vocab.Run, error) {
-	v, err := s.rdb.Get(ctx, s.keys.LastPassed()).Int64()
-	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("last passed run: %w", err)
-	}
-	return s.Get(ctx, v)
-}
-
 // List returns up to limit runs, newest first, with ids below before (0:
 // from the newest). One ZREVRANGEBYSCORE and one pipelined HGETALL each.
 func (s *Store) List(ctx context.Context, before int64, limit int) ([]*vocab.Run, error) {
