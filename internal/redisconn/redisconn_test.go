@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/internal/testproc"
 )
 
 func TestParse(t *testing.T) {
@@ -246,7 +246,7 @@ func TestAsynqClientsIgnoreCanceledContexts(t *testing.T) {
 
 // go-redis's own complaints (here: a refused dial) come out through slog.
 func TestSetLogger(t *testing.T) {
-	var buf syncBuf
+	var buf testproc.Buffer // go-redis logs from its own goroutines
 	SetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
 	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -259,23 +259,6 @@ func TestSetLogger(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return strings.Contains(buf.String(), `"source":"go-redis"`) && strings.Contains(buf.String(), `"level":"WARN"`)
 	}, 2*time.Second, 10*time.Millisecond, "logged: %s", buf.String())
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // redis-sentinel:// finds the master through a real Sentinel, for the run

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"sando.dev/sando/internal/app"
 	"sando.dev/sando/internal/config"
 	"sando.dev/sando/internal/redistest"
+	"sando.dev/sando/internal/testproc"
 )
 
 // A pipeline set that does not load stops the API at start with a
@@ -74,7 +73,7 @@ func TestAPIReloadsOnSIGHUP(t *testing.T) {
 	}
 	write("branch: main\n")
 	m := redistest.Mini(t)
-	logs := &lockedBuffer{}
+	logs := &jsonLogs{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
@@ -122,25 +121,14 @@ func TestAPIReloadsOnSIGHUP(t *testing.T) {
 	require.Equal(t, "dev", branch())
 }
 
-// lockedBuffer collects JSON log lines from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+// jsonLogs collects JSON log lines from several goroutines.
+type jsonLogs struct{ testproc.Buffer }
 
 // wait answers the first log line with msg, waiting up to 10 s for it.
-func (b *lockedBuffer) wait(t *testing.T, msg string) map[string]any {
+func (b *jsonLogs) wait(t *testing.T, msg string) map[string]any {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		b.mu.Lock()
-		dec := json.NewDecoder(bytes.NewReader(bytes.Clone(b.buf.Bytes())))
-		b.mu.Unlock()
+		dec := json.NewDecoder(strings.NewReader(b.String()))
 		for {
 			var line map[string]any
 			if err := dec.Decode(&line); err != nil {
