@@ -223,15 +223,6 @@ func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 
-func freePort() (int, error) {
-	l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // ---------------------------------------------------------------- machine
 
 type machine struct {
@@ -448,7 +439,7 @@ func (b *bench) role(s *stack, o stackOpts, name, bin, role string) (string, []s
 	if err != nil {
 		return "", nil, err
 	}
-	port, err := freePort()
+	port, err := redistest.FreePort()
 	if err != nil {
 		return "", nil, err
 	}

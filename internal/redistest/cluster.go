@@ -31,7 +31,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	buses := make([]int, masters)
 	for i := range masters {
 		c.Nodes = append(c.Nodes, startWith(t, func() ([]string, error) {
-			bus, err := freePort() // the cluster bus; port+10000 may be out of range
+			bus, err := FreePort() // the cluster bus; port+10000 may be out of range
 			if err != nil {
 				return nil, err
 			}

@@ -97,7 +97,7 @@ func launch(s *Server, extra func() ([]string, error)) (*Server, error) {
 	}
 	var lastErr error
 	for range 5 { // a free port can be taken between probe and bind
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +232,9 @@ func Mini(t testing.TB) *miniredis.Miniredis {
 	return m
 }
 
-func freePort() (int, error) {
+// FreePort is a loopback port free at the time of asking, for a server a
+// test or the bench is about to start.
+func FreePort() (int, error) {
 	l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

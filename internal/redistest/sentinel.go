@@ -21,7 +21,7 @@ func StartSentinel(t testing.TB, master *Server, name string) *Server {
 	s := &Server{dir: t.TempDir()}
 	var lastErr error
 	for range 5 {
-		p, err := freePort()
+		p, err := FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
