@@ -40,7 +40,7 @@ local PHASE_PREFIX = ` + strconv.Quote(phasePrefix) + `
 local FETCHING = ` + strconv.Quote(string(vocab.PhaseFetching)) + `
 
 -- gatefield is part n (1: status, 2: log ref, 3: run id, 4: started,
--- 5: finished) of an encoded gate, "" when absent.
+-- 5: finished, 6: test counts) of an encoded gate, "" when absent.
 local function gatefield(v, n)
   if not v then return "" end
   local i = 1
@@ -51,15 +51,21 @@ local function gatefield(v, n)
   return ""
 end
 
--- runkey is the hash of run id, derived from KEYS[1]'s hash tag.
-local function runkey(id)
-  return string.match(KEYS[1], "^(.-}:)") .. ` + strconv.Quote(runSegment) + ` .. id
+-- pipekey is the pipeline's key named rest: KEYS[1]'s prefix up to and
+-- including its hash tag's "}:", then rest (Keys in keys.go, in Lua).
+local function pipekey(rest)
+  return string.match(KEYS[1], "^(.-}:)") .. rest
 end
 
--- tierkey is the hash of the latest gate results of (tier, version),
--- derived from KEYS[1]'s hash tag.
+-- runkey is the hash of run id (Keys.Run).
+local function runkey(id)
+  return pipekey(` + strconv.Quote(runSegment) + ` .. id)
+end
+
+-- tierkey is the hash of the latest gate results of (tier, version)
+-- (Keys.TierGates).
 local function tierkey(tier, version)
-  return string.match(KEYS[1], "^(.-}:)") .. ` + strconv.Quote(tierGatesSegment) + ` .. tier .. ":" .. version
+  return pipekey(` + strconv.Quote(tierGatesSegment) + ` .. tier .. ":" .. version)
 end
 
 -- gateentry encodes a gate: status ("" while running), log ref, run id,
@@ -78,8 +84,8 @@ local function terminal(key, id, result, summary)
   local all = redis.call("HGETALL", key)
   for i = 1, #all, 2 do
     if string.sub(all[i], 1, #GATE_PREFIX) == GATE_PREFIX and gatefield(all[i + 1], 1) == "" then
-      redis.call("HSET", key, all[i], table.concat({BLOCKED, gatefield(all[i + 1], 2), gatefield(all[i + 1], 3),
-        gatefield(all[i + 1], 4), ARGV[2]}, GATE_SEP))
+      local v = all[i + 1]
+      redis.call("HSET", key, all[i], gateentry(BLOCKED, gatefield(v, 2), gatefield(v, 3), gatefield(v, 4), ARGV[2], ""))
     end
   end
   if summary ~= "" then
