@@ -160,6 +160,15 @@ func settings() []setting {
 	}
 }
 
+// fileVar is the variable naming a secret's file ("" for a setting that
+// is not a secret).
+func (st setting) fileVar() string {
+	if !st.secret {
+		return ""
+	}
+	return cmp.Or(st.fileEnv, st.env+"_FILE")
+}
+
 func parseBool(v string) (bool, error) {
 	switch v {
 	case "1", "true":
@@ -192,23 +201,24 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	var errs []error
 	table := settings()
 	for _, st := range table {
-		fileEnv := cmp.Or(st.fileEnv, st.env+"_FILE")
-		switch v, path := getEnv(getenv, st.env), getenv(fileEnv); {
-		case st.secret && v != "" && path != "":
-			errs = append(errs, fmt.Errorf("%s and %s are both set: give one", st.env, fileEnv))
-		case st.secret && path != "":
-			secret, err := readSecret(path)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", fileEnv, path, err))
-			} else {
-				_ = st.set(&c, secret)
+		v := getEnv(getenv, st.env)
+		if path := getEnv(getenv, st.fileVar()); path != "" {
+			if v != "" {
+				errs = append(errs, fmt.Errorf("%s and %s are both set: give one", st.env, st.fileVar()))
+				continue
 			}
-		case v != "" && st.secret:
-			_ = st.set(&c, v)
-		case v != "":
-			if err := st.set(&c, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", st.env, v, err))
+			var err error
+			if v, err = readSecret(path); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", st.fileVar(), path, err))
+				continue
 			}
+		}
+		if v == "" {
+			continue
+		}
+		// A secret's set never fails (it is text), so no error repeats one.
+		if err := st.set(&c, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", st.env, v, err))
 		}
 	}
 	// A platform's PORT means that port on every interface, unless
@@ -225,7 +235,7 @@ func Load(program string, args []string, getenv func(string) string, usage io.Wr
 	for _, st := range table {
 		switch {
 		case st.secret:
-			env := cmp.Or(st.fileEnv, st.env+"_FILE")
+			env := st.fileVar()
 			if st.env != "" {
 				env = st.env + ", " + env
 			}
