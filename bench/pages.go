@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,6 +14,7 @@ import (
 	"sando.dev/sando/internal/httpapi"
 	"sando.dev/sando/internal/logstore"
 	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/redistest"
 	sandorun "sando.dev/sando/internal/vocab"
 	"sando.dev/sando/runstore"
 )
@@ -38,10 +38,10 @@ func (b *bench) pages(ctx context.Context) error {
 	if o.Short {
 		pipes, logLines, requests = 3, 100, 5
 	}
-	var trips, cmds atomic.Int64
+	var traffic redistest.Traffic
 	rdb := redis.NewClient(&redis.Options{Addr: b.redis.Addr, PoolSize: 16})
 	defer rdb.Close()
-	rdb.AddHook(tripCounter{trips: &trips, cmds: &cmds})
+	rdb.AddHook(&traffic)
 
 	var defs []*pipeline.Pipeline
 	for i := range pipes {
@@ -71,7 +71,7 @@ func (b *bench) pages(ctx context.Context) error {
 			req := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
 			req.Header.Set("Accept", accept)
 			w := httptest.NewRecorder()
-			t0, r0, c0 := time.Now(), trips.Load(), cmds.Load()
+			t0, r0, c0 := time.Now(), traffic.Trips(), traffic.Commands()
 			h.ServeHTTP(w, req)
 			el := time.Since(t0)
 			if w.Code != http.StatusOK {
@@ -82,8 +82,8 @@ func (b *bench) pages(ctx context.Context) error {
 			}
 			t.Samples = append(t.Samples, ms(el))
 			bytes.Samples = append(bytes.Samples, float64(w.Body.Len())/1024)
-			rt.Samples = append(rt.Samples, float64(trips.Load()-r0))
-			cm.Samples = append(cm.Samples, float64(cmds.Load()-c0))
+			rt.Samples = append(rt.Samples, float64(traffic.Trips()-r0))
+			cm.Samples = append(cm.Samples, float64(traffic.Commands()-c0))
 		}
 		return t, bytes, rt, cm, nil
 	}
@@ -163,26 +163,4 @@ func seedPages(ctx context.Context, rdb redis.UniversalClient, defs []*pipeline.
 		}
 	}
 	return red, nil
-}
-
-// tripCounter counts Redis round trips (one per command or pipeline sent)
-// and the commands in them.
-type tripCounter struct{ trips, cmds *atomic.Int64 }
-
-func (h tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.trips.Add(1)
-		h.cmds.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cs []redis.Cmder) error {
-		h.trips.Add(1)
-		h.cmds.Add(int64(len(cs)))
-		return next(ctx, cs)
-	}
 }

@@ -2,39 +2,14 @@ package runstore_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"sando.dev/sando/internal/redistest"
 	"sando.dev/sando/internal/vocab"
 	"sando.dev/sando/runstore"
 )
-
-// roundTrips counts what a client sends Redis: one per command or pipeline,
-// leaving out a new connection's own set-up (HELLO, CLIENT SETINFO).
-type roundTrips struct{ n atomic.Int64 }
-
-func setup(name string) bool { return name == "hello" || name == "client" }
-
-func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !setup(cmd.Name()) {
-			r.n.Add(1)
-		}
-		return next(ctx, cmd)
-	}
-}
-func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && !setup(cmds[0].Name()) {
-			r.n.Add(1)
-		}
-		return next(ctx, cmds)
-	}
-}
 
 // Deployments reads each pipeline's /state (its last passed run with the
 // tier's gates at its version, and its newest run) in three round trips
@@ -58,11 +33,11 @@ func TestDeploymentsInThreeRoundTrips(t *testing.T) {
 		onlyRun := create(t, building, runstore.CreateRequest{})
 		empty := runstore.New(b.rdb, "empty")
 
-		var rt roundTrips
+		var rt redistest.Traffic
 		b.rdb.AddHook(&rt)
 		ds, err := runstore.Deployments(ctx, b.rdb, []*runstore.Store{deployed, building, empty}, []string{"host", "host", "host"})
 		require.NoError(t, err)
-		require.Equal(t, int64(3), rt.n.Load(), "three pipelined round trips for three pipelines")
+		require.Equal(t, int64(3), rt.Trips(), "three pipelined round trips for three pipelines")
 
 		last, err := deployed.Get(ctx, passed)
 		require.NoError(t, err)

@@ -7,15 +7,14 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"sando.dev/sando/internal/datadir"
 	"sando.dev/sando/internal/logstore"
 	"sando.dev/sando/internal/pipeline"
+	"sando.dev/sando/internal/redistest"
 	"sando.dev/sando/internal/vocab"
 	"sando.dev/sando/runstore"
 )
@@ -248,22 +247,11 @@ func TestDashboardRoundTrips(t *testing.T) {
 		}
 	}
 	a.get("/", browserAccept) // warm: the catalog is opened once
-	var trips atomic.Int64
-	a.rdb.AddHook(countTrips{&trips})
+	var trips redistest.Traffic
+	a.rdb.AddHook(&trips)
 	_, page := a.get("/", browserAccept)
 	require.Contains(t, page, "p49")
-	require.LessOrEqual(t, trips.Load(), int64(2), "Redis round trips for GET / with 50 pipelines")
-}
-
-// countTrips counts round trips to Redis: a command or a pipeline each.
-type countTrips struct{ n *atomic.Int64 }
-
-func (h countTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h countTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
-}
-func (h countTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+	require.LessOrEqual(t, trips.Trips(), int64(2), "Redis round trips for GET / with 50 pipelines")
 }
 
 // get on a sends a GET with Accept.

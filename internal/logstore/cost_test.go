@@ -3,7 +3,6 @@ package logstore_test
 import (
 	"context"
 	"io"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,7 +32,7 @@ func TestCost(t *testing.T) {
 			t.Parallel()
 			eachBackend(t, func(t *testing.T, b *testBundle) {
 				ctx := context.Background()
-				var n counter
+				var n redistest.Traffic
 				rdb := warm(t, b, &n)
 				data := compileLog(r.size)
 				w := logstore.NewWriter(rdb, base("compile"), logstore.Options{})
@@ -50,13 +49,13 @@ func TestCost(t *testing.T) {
 					time.Sleep(time.Until(start.Add(time.Duration(i+1) * r.spent / bursts)))
 				}
 				spent := time.Since(start)
-				writing := n.n.Load()
+				writing := n.Commands()
 				var liveBytes int64
 				if b.real {
 					liveBytes, _ = b.rdb.MemoryUsage(ctx, logstore.Keys(base("compile"))[1], 0).Result()
 				}
 				require.NoError(t, w.Close())
-				total := n.n.Load()
+				total := n.Commands()
 				t.Logf("%d bytes of output in %s: %d commands while writing (%.1f per second of output), %d with Close",
 					len(data), spent.Round(time.Millisecond), writing, float64(writing)/spent.Seconds(), total)
 
@@ -84,30 +83,30 @@ func TestCost(t *testing.T) {
 	t.Run("an idle follower", func(t *testing.T) {
 		t.Parallel()
 		eachBackend(t, func(t *testing.T, b *testBundle) {
-			var n counter
+			var n redistest.Traffic
 			rdb := warm(t, b, &n)
 			startWriter(t, b.rdb, base("gate-unit"), logstore.Options{})
 			warmup, cancelWarmup := context.WithTimeout(context.Background(), 10*time.Millisecond)
 			defer cancelWarmup()
 			_ = logstore.Follow(warmup, rdb, base("gate-unit"), io.Discard, nil, 0, nil) // loads the script
-			n.n.Store(0)
+			n.Reset()
 			const watch = 2 * time.Second
 			ctx, cancel := context.WithTimeout(context.Background(), watch)
 			defer cancel()
 			err := logstore.Follow(ctx, rdb, base("gate-unit"), io.Discard, nil, 0, nil)
 			require.ErrorIs(t, err, context.DeadlineExceeded)
-			t.Logf("an idle follower: %d commands in %s (%.1f per second)", n.n.Load(), watch, float64(n.n.Load())/watch.Seconds())
+			t.Logf("an idle follower: %d commands in %s (%.1f per second)", n.Commands(), watch, float64(n.Commands())/watch.Seconds())
 		})
 	})
 }
 
 // warm is a client counting its commands in n, connected already: the
 // counts leave out the connection's handshake.
-func warm(t *testing.T, b *testBundle, n *counter) redis.UniversalClient {
+func warm(t *testing.T, b *testBundle, n *redistest.Traffic) redis.UniversalClient {
 	t.Helper()
 	rdb := b.client(t, n)
 	require.NoError(t, rdb.Ping(context.Background()).Err())
-	n.n.Store(0)
+	n.Reset()
 	return rdb
 }
 
@@ -115,7 +114,7 @@ func warm(t *testing.T, b *testBundle, n *counter) redis.UniversalClient {
 // real redis-server, reporting Redis bytes and commands per log.
 func BenchmarkCompileLog(b *testing.B) {
 	s := redistest.Start(b)
-	var n counter
+	var n redistest.Traffic
 	rdb := s.Client(b)
 	rdb.AddHook(&n)
 	data := compileLog(2 << 20)
@@ -139,22 +138,5 @@ func BenchmarkCompileLog(b *testing.B) {
 		stored = m
 	}
 	b.ReportMetric(float64(stored), "redis-B/log")
-	b.ReportMetric(float64(n.n.Load())/float64(b.N), "cmds/log")
-}
-
-// counter counts the commands a client sends.
-type counter struct{ n atomic.Int64 }
-
-func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
+	b.ReportMetric(float64(n.Commands())/float64(b.N), "cmds/log")
 }
