@@ -230,8 +230,9 @@ func TestBadge(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
 
-// GET / for a browser reads 50 pipelines' runs in two Redis round trips
-// in all (pipelined), not a few per pipeline.
+// GET / reads 50 pipelines in a few Redis round trips in all (pipelined),
+// not a few per pipeline: two for a browser's dashboard, three at most for
+// a JSON client's list of states.
 func TestDashboardRoundTrips(t *testing.T) {
 	t.Parallel()
 	var pipes []*pipeline.Pipeline
@@ -252,6 +253,14 @@ func TestDashboardRoundTrips(t *testing.T) {
 	_, page := a.get("/", browserAccept)
 	require.Contains(t, page, "p49")
 	require.LessOrEqual(t, trips.Trips(), int64(2), "Redis round trips for GET / with 50 pipelines")
+
+	// A JSON client's GET / (GET /pipelines' body): every pipeline's state
+	// in at most three round trips in all (runstore.Deployments), where it
+	// took three to five per pipeline.
+	trips.Reset()
+	_, list := a.get("/", "application/json")
+	require.Contains(t, list, `"name":"p49"`)
+	require.LessOrEqual(t, trips.Trips(), int64(3), "Redis round trips for a JSON GET / with 50 pipelines")
 }
 
 // get on a sends a GET with Accept.
