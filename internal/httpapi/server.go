@@ -9,7 +9,6 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -154,7 +153,7 @@ func (s *Server) observe(c *gin.Context) {
 	if route == "" {
 		route = "unmatched"
 	}
-	s.Metrics.HTTP(route, c.Request.Method, strconv.Itoa(c.Writer.Status()), time.Since(start))
+	s.Metrics.HTTP(route, c.Request.Method, c.Writer.Status(), time.Since(start))
 }
 
 // auth is the bearer-token check: the request must carry token, or one of
