@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -209,10 +210,12 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // ARGV[12] "1" when ARGV[13] and ARGV[14] are the fetched sha and version
 // ARGV[15..] phases the run may be in for the write to apply
 //
-// Returns {-1} no such run, else {code, entered before, field, value, ...}
-// with the run's hash after the write: code 0 run is terminal, 1 applied,
-// 2 run is past this phase; entered before is 1 when the run had entered
-// this phase before (a re-entry), else 0.
+// Returns {-1} no such run, else {code, entered before, cache generation,
+// field, value, ...} with the run's hash after the write: code 0 run is
+// terminal, 1 applied, 2 run is past this phase; entered before is 1 when
+// the run had entered this phase before (a re-entry), else 0; the cache
+// generation (Keys.CacheGeneration, "" before any clear) is what the
+// fetch's slot needs, read here to save the fetch a round trip.
 var phaseScript = newScript(`
 local pf = PHASE_PREFIX .. ARGV[1]
 local cur = redis.call("HMGET", KEYS[1], "result", "phase", pf, "version")
@@ -253,6 +256,7 @@ end
 local out = redis.call("HGETALL", KEYS[1])
 table.insert(out, 1, code)
 table.insert(out, 2, cur[3] and "1" or "0")
+table.insert(out, 3, redis.call("GET", pipekey(` + strconv.Quote(cacheGenSegment) + `)) or "")
 return out
 `)
 
@@ -290,6 +294,9 @@ type Entered struct {
 	// Again: the run had entered this phase before (a redelivered task,
 	// another gate).
 	Again bool
+	// CacheGeneration is the pipeline's cache generation as the write
+	// found it (CacheGeneration).
+	CacheGeneration int64
 }
 
 // SetPhase moves a building run forward to phase (or re-enters the phase
@@ -326,12 +333,21 @@ func (s *Store) Enter(ctx context.Context, id int64, phase vocab.Phase, e Entry)
 	if err != nil || pairs == nil {
 		return Entered{Outcome: o}, err
 	}
-	again, pairs := pairs[0] == "1", pairs[1:]
+	if len(pairs) < 2 {
+		return Entered{Outcome: o}, fmt.Errorf("set phase of run %d: short reply %q", id, pairs)
+	}
+	again, gen, pairs := pairs[0] == "1", pairs[1], pairs[2:]
 	m := make(map[string]string, len(pairs)/2)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		m[pairs[i]] = pairs[i+1]
 	}
-	return Entered{Outcome: o, Run: s.decodeRun(id, m), Again: again}, nil
+	out := Entered{Outcome: o, Run: s.decodeRun(id, m), Again: again}
+	if gen != "" {
+		if out.CacheGeneration, err = strconv.ParseInt(gen, 10, 64); err != nil {
+			return Entered{Outcome: o}, fmt.Errorf("set phase of run %d: cache generation %q: %w", id, gen, err)
+		}
+	}
+	return out, nil
 }
 
 // guardedPairs maps the reply of a guarded script that returns {code,

@@ -732,3 +732,28 @@ func TestEnterCarriesFetchedAndGate(t *testing.T) {
 		require.Len(t, tier, 1)
 	})
 }
+
+// The fetch's phase write reads the cache generation its slot needs, so
+// the fetch reads it in no round trip of its own: 0 before any clear,
+// then each clear's.
+func TestEnterReadsCacheGeneration(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{})
+		e, err := b.store.Enter(ctx, id, vocab.PhaseFetching, runstore.Entry{})
+		require.NoError(t, err)
+		require.Equal(t, int64(0), e.CacheGeneration, "before any clear")
+		for want := int64(1); want <= 2; want++ {
+			gen, err := b.store.ClearCache(ctx)
+			require.NoError(t, err)
+			require.Equal(t, want, gen)
+			e, err = b.store.Enter(ctx, id, vocab.PhaseFetching, runstore.Entry{})
+			require.NoError(t, err)
+			require.Equal(t, want, e.CacheGeneration)
+			read, err := b.store.CacheGeneration(ctx)
+			require.NoError(t, err)
+			require.Equal(t, read, e.CacheGeneration, "the script reads the key Keys names")
+		}
+	})
+}

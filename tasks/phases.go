@@ -191,7 +191,7 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 	var v verdict
 	switch s.Kind {
 	case steps.Fetch:
-		v = r.fetch(workCtx, j, cur, s, entered.Again)
+		v = r.fetch(workCtx, j, cur, s, entered)
 	case steps.Compile:
 		v = r.command(workCtx, j, cur, s, j.p.Build, compileSummary)
 	case steps.Stage:
@@ -325,7 +325,10 @@ func (r *Runner) runVars(cur *vocab.Run, dir string, slot cache.Slot) map[string
 // fetch that runs again (again: redelivered) records it itself, so the
 // compile task an earlier try queued, with what that try learned, changes
 // nothing (runstore.Entry).
-func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, again bool) verdict {
+// entered is the fetch's phase write: whether the run entered fetching
+// before, and the cache generation its slot must have.
+func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, entered runstore.Entered) verdict {
+	again := entered.Again
 	logw, _, closeLog, err := r.openLog(j, cur.ID, s)
 	if err != nil {
 		return verdict{err: err}
@@ -335,7 +338,7 @@ func (r *Runner) fetch(ctx context.Context, j *job, cur *vocab.Run, s steps.Step
 	if cur.SHA != "" {
 		want.Ref = ""
 	}
-	slot, err := r.takeSlot(ctx, j, cur)
+	slot, err := r.takeSlot(ctx, j, cur, entered.CacheGeneration)
 	if err != nil {
 		return verdict{err: fmt.Errorf("fetch: %w", err)}
 	}

@@ -31,13 +31,11 @@ func (r *Runner) building(ctx context.Context, pipeline string, id int64) (bool,
 	return res == vocab.ResultBuilding, err
 }
 
-// takeSlot gives run cur of j's pipeline its slot and links the run's
-// worktree path to the slot's worktree.
-func (r *Runner) takeSlot(ctx context.Context, j *job, cur *vocab.Run) (cache.Slot, error) {
-	gen, err := j.store.CacheGeneration(ctx)
-	if err != nil {
-		return cache.Slot{}, err
-	}
+// takeSlot gives run cur of j's pipeline its slot of cache generation gen (as
+// the fetch's phase write read it: a clear that lands after that write
+// reaches the next run's slot) and links the run's worktree path to the
+// slot's worktree.
+func (r *Runner) takeSlot(ctx context.Context, j *job, cur *vocab.Run, gen int64) (cache.Slot, error) {
 	slot, err := r.pool().Take(ctx, j.p.Name, cur.ID, gen)
 	if err != nil {
 		return cache.Slot{}, err
