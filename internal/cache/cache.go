@@ -29,6 +29,7 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,34 +113,50 @@ func (p Pool) Take(ctx context.Context, pipeline string, id, generation int64) (
 		type candidate struct {
 			slot  Slot
 			dirty bool
+			n     int // its place in slots: by number
 		}
-		var free []candidate
-		for _, s := range slots {
+		var (
+			free, held []candidate
+			holders    []int64
+			clean      bool // a free slot is clean
+		)
+		for i, s := range slots {
 			st, err := readState(s)
 			if err == nil && st.Held && st.Run == id {
 				slot = s
 				return nil
 			}
+			c := candidate{s, err != nil || st.Poisoned || st.Generation != generation || hasMarkers(s), i}
 			if err == nil && st.Held {
-				live, lerr := p.Live(ctx, pipeline, st.Run)
-				if lerr != nil {
-					return lerr
-				}
-				if live || freshMarkers(s) {
-					// Building, or settled with a command still ending
-					// (being stopped after a cancel, a supersede or a
-					// sibling gate's failure; see Release).
-					continue
-				}
+				held, holders = append(held, c), append(holders, st.Run)
+				continue
 			}
-			dirty := err != nil || st.Poisoned || st.Generation != generation || hasMarkers(s)
-			free = append(free, candidate{s, dirty})
+			free = append(free, c)
+			clean = clean || !c.dirty
 		}
-		// Clean slots first, then the lowest number (slots sorts by it).
-		slices.SortStableFunc(free, func(a, b candidate) int {
+		// A held slot whose run has settled is free too, but asking costs
+		// a Redis round trip per slot: asked only when no free slot is
+		// clean (a run's slot is released when it settles here, so in the
+		// steady state one is).
+		for i := 0; i < len(held) && !clean; i++ {
+			live, lerr := p.Live(ctx, pipeline, holders[i])
+			if lerr != nil {
+				return lerr
+			}
+			if live || freshMarkers(held[i].slot) {
+				// Building, or settled with a command still ending
+				// (being stopped after a cancel, a supersede or a
+				// sibling gate's failure; see Release).
+				continue
+			}
+			free = append(free, held[i])
+			clean = !held[i].dirty
+		}
+		// Clean slots first, then the lowest number.
+		slices.SortFunc(free, func(a, b candidate) int {
 			switch {
 			case a.dirty == b.dirty:
-				return 0
+				return cmp.Compare(a.n, b.n)
 			case a.dirty:
 				return 1
 			}

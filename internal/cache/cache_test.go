@@ -16,6 +16,7 @@ type testPool struct {
 	Pool
 	mu      sync.Mutex
 	settled map[int64]bool
+	asked   int // Live calls: each a Redis round trip in a worker
 }
 
 func newPool(t *testing.T) *testPool {
@@ -23,6 +24,7 @@ func newPool(t *testing.T) *testPool {
 	tp.Pool = Pool{Root: filepath.Join(t.TempDir(), "caches"), Live: func(_ context.Context, _ string, id int64) (bool, error) {
 		tp.mu.Lock()
 		defer tp.mu.Unlock()
+		tp.asked++
 		return !tp.settled[id], nil
 	}}
 	return tp
@@ -216,4 +218,33 @@ func TestBadPipelineName(t *testing.T) {
 	t.Parallel()
 	_, err := newPool(t).Take(context.Background(), "../x", 1, 0)
 	require.ErrorContains(t, err, `"../x" is not a pipeline name`)
+}
+
+// A take asks whether held slots' runs still build only when no free slot
+// is clean: in the steady state (each run releases its slot as it
+// settles) a run's slot costs no Redis round trip.
+func TestTakeAsksOnlyWithoutACleanFreeSlot(t *testing.T) {
+	t.Parallel()
+	p := newPool(t)
+	ctx := context.Background()
+	a, err := p.Take(ctx, "app", 1, 0)
+	require.NoError(t, err)
+	b, err := p.Take(ctx, "app", 2, 0)
+	require.NoError(t, err)
+	require.NoError(t, p.Release("app", b, 2))
+	p.settle(2)
+	p.asked = 0
+	c, err := p.Take(ctx, "app", 3, 0)
+	require.NoError(t, err)
+	require.Equal(t, b, c, "the free, clean slot")
+	require.Zero(t, p.asked, "run 1's slot was not asked about")
+
+	// After a clear (generation 1) no slot is clean: run 1's, held, is
+	// asked about; settled, it is free, and the lowest numbered.
+	require.NoError(t, p.Release("app", c, 3))
+	p.settle(1)
+	d, err := p.Take(ctx, "app", 4, 1)
+	require.NoError(t, err)
+	require.Equal(t, 1, p.asked)
+	require.Equal(t, a, d, "the settled run's slot, though it was never released")
 }
