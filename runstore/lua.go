@@ -34,7 +34,7 @@ local BUILDING, ABORTED, FAILED, PASSED = ` +
 	strconv.Quote(string(vocab.ResultBuilding)) + `, ` + strconv.Quote(string(vocab.ResultAborted)) + `, ` +
 	strconv.Quote(string(vocab.ResultFailed)) + `, ` + strconv.Quote(string(vocab.ResultPassed)) + `
 local QUEUED, DONE = ` + strconv.Quote(string(vocab.PhaseQueued)) + `, ` + strconv.Quote(string(vocab.PhaseDone)) + `
-local BLOCKED = ` + strconv.Quote(string(vocab.GateBlocked)) + `
+local BLOCKED, PASSED_GATE = ` + strconv.Quote(string(vocab.GateBlocked)) + `, ` + strconv.Quote(string(vocab.GatePassed)) + `
 local GATE_PREFIX, GATE_SEP = ` + strconv.Quote(gatePrefix) + `, ` + strconv.Quote(gateValSep) + `
 local PHASE_PREFIX = ` + strconv.Quote(phasePrefix) + `
 local FETCHING = ` + strconv.Quote(string(vocab.PhaseFetching)) + `

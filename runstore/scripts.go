@@ -406,41 +406,51 @@ func (s *Store) setFields(ctx context.Context, what string, id int64, pairs ...s
 // as the write: of gates passing at once, the last to write sees them all.
 // It times the gate: a running gate starts now; a passed or failed one ends
 // now and keeps its start; a blocked one ends now only if it had started.
+// Given how many gates the run passes with, the write that makes that many
+// passed also settles the run passed, with the one terminal write (saving
+// the last gate a round trip).
 //
-// KEYS[1] run hash
-// KEYS[2] tier gates hash
-// ARGV[1] gate kind
-// ARGV[2] status ("" while running)
-// ARGV[3] log ref
-// ARGV[4] run id
-// ARGV[5] events channel
-// ARGV[6] now (RFC 3339)
-// ARGV[7] test counts of its report, "passed failed skipped" ("" for none)
+// KEYS[1..3], ARGV[1..4] as for every terminal write (luaPrelude)
+// KEYS[4] run hash
+// KEYS[5] tier gates hash
+// ARGV[5] gate kind
+// ARGV[6] status ("" while running)
+// ARGV[7] log ref
+// ARGV[8] run id
+// ARGV[9] test counts of its report, "passed failed skipped" ("" for none)
+// ARGV[10] gates the run passes with: this many passed settle it ("0": never)
 //
-// Returns {-1} no such run, {0} run is terminal, else {1, kind, encoded
-// gate, kind, encoded gate, ...} with the run's gates after the write.
+// Returns {-1} no such run, {0} run is terminal, else {1, settled, kind,
+// encoded gate, kind, encoded gate, ...} with the run's gates after the
+// write; settled is "1" when this write settled the run passed.
 var gateScript = newScript(`
-local field = GATE_PREFIX .. ARGV[1]
-local cur = redis.call("HMGET", KEYS[1], "result", field)
+local field = GATE_PREFIX .. ARGV[5]
+local cur = redis.call("HMGET", KEYS[4], "result", field)
 if not cur[1] then return {-1} end
 if cur[1] ~= BUILDING then return {0} end
-local started, finished = ARGV[6], ""
-if ARGV[2] ~= "" then
+local started, finished = ARGV[2], ""
+if ARGV[6] ~= "" then
   started = gatefield(cur[2], 4)
-  if ARGV[2] ~= BLOCKED and started == "" then started = ARGV[6] end
-  if started ~= "" then finished = ARGV[6] end
+  if ARGV[6] ~= BLOCKED and started == "" then started = ARGV[2] end
+  if started ~= "" then finished = ARGV[2] end
 end
-local v = gateentry(ARGV[2], ARGV[3], ARGV[4], started, finished, ARGV[7])
-redis.call("HSET", KEYS[1], field, v)
-redis.call("HSET", KEYS[2], ARGV[1], v)
-redis.call("PUBLISH", ARGV[5], ARGV[4])
-local out = {1}
-local all = redis.call("HGETALL", KEYS[1])
+local v = gateentry(ARGV[6], ARGV[7], ARGV[8], started, finished, ARGV[9])
+redis.call("HSET", KEYS[4], field, v)
+redis.call("HSET", KEYS[5], ARGV[5], v)
+local out, passed = {1, "0"}, 0
+local all = redis.call("HGETALL", KEYS[4])
 for i = 1, #all, 2 do
   if string.sub(all[i], 1, #GATE_PREFIX) == GATE_PREFIX then
     table.insert(out, string.sub(all[i], #GATE_PREFIX + 1))
     table.insert(out, all[i + 1])
+    if gatefield(all[i + 1], 1) == PASSED_GATE then passed = passed + 1 end
   end
+end
+if ARGV[10] ~= "0" and passed == tonumber(ARGV[10]) then
+  terminal(KEYS[4], ARGV[8], PASSED, "") -- publishes the change
+  out[2] = "1"
+else
+  redis.call("PUBLISH", ARGV[1], ARGV[8])
 end
 return out
 `)
@@ -450,18 +460,39 @@ return out
 // write. A redelivered gate overwrites its own entry: a gate is never
 // recorded twice.
 func (s *Store) SetGate(ctx context.Context, id int64, tier, version string, g vocab.Gate) (Outcome, []vocab.Gate, error) {
-	o, pairs, err := guardedPairs("set gate of", id, gateScript.Run(ctx, s.rdb,
-		[]string{s.keys.Run(id), s.keys.TierGates(tier, version)},
-		g.Kind, string(g.Status), g.LogRef, id, s.keys.Events(), s.stamp(), encodeTests(g.Tests)))
-	if err != nil || o != Applied {
-		return o, nil, err
+	o, gates, _, err := s.setGate(ctx, id, tier, version, g, 0)
+	return o, gates, err
+}
+
+// PassGate records gate g passed, as SetGate does, and when with it the
+// run's gates passed number gates (the pipeline's), settles the run
+// passed in the same write, as Pass would: the first of racing settles
+// wins. It reports whether this write settled the run.
+func (s *Store) PassGate(ctx context.Context, id int64, tier, version string, g vocab.Gate, gates int) (Outcome, []vocab.Gate, bool, error) {
+	if gates < 1 {
+		return 0, nil, false, fmt.Errorf("pass gate of run %d: a run passes with at least one gate, not %d", id, gates)
 	}
+	g.Status = vocab.GatePassed
+	return s.setGate(ctx, id, tier, version, g, gates)
+}
+
+func (s *Store) setGate(ctx context.Context, id int64, tier, version string, g vocab.Gate, settleAt int) (Outcome, []vocab.Gate, bool, error) {
+	o, pairs, err := guardedPairs("set gate of", id, gateScript.Run(ctx, s.rdb,
+		s.terminalKeys(s.keys.Run(id), s.keys.TierGates(tier, version)),
+		s.terminalArgs(g.Kind, string(g.Status), g.LogRef, id, encodeTests(g.Tests), settleAt)...))
+	if err != nil || o != Applied {
+		return o, nil, false, err
+	}
+	if len(pairs) == 0 {
+		return o, nil, false, fmt.Errorf("set gate of run %d: short reply", id)
+	}
+	settled, pairs := pairs[0] == "1", pairs[1:]
 	gates := make([]vocab.Gate, 0, len(pairs)/2)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		gates = append(gates, decodeGate(pairs[i], pairs[i+1]))
 	}
 	sortGates(gates)
-	return o, gates, nil
+	return o, gates, settled, nil
 }
 
 // settleScript settles a run with the one terminal write (luaPrelude's

@@ -757,3 +757,35 @@ func TestEnterReadsCacheGeneration(t *testing.T) {
 		}
 	})
 }
+
+// PassGate settles the run with the pass that makes its gates all passed,
+// on both backends: the run is passed and the last passed; a gate that
+// failed keeps the count short of all. A run passes with at least one gate.
+func TestPassGateSettlesAtTheCount(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		id := create(t, b.store, runstore.CreateRequest{})
+		_, _, settled, err := b.store.PassGate(ctx, id, "host", "1", vocab.Gate{Kind: "unit"}, 2)
+		require.NoError(t, err)
+		require.False(t, settled)
+		_, gates, settled, err := b.store.PassGate(ctx, id, "host", "1", vocab.Gate{Kind: "smoke"}, 2)
+		require.NoError(t, err)
+		require.True(t, settled)
+		require.Len(t, gates, 2)
+		r, err := b.store.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, vocab.ResultPassed, r.Result)
+		require.Equal(t, id, deployment(t, b).LastPassed.ID)
+
+		red := create(t, b.store, runstore.CreateRequest{})
+		_, _, err = b.store.SetGate(ctx, red, "host", "2", vocab.Gate{Kind: "unit", Status: vocab.GateFailed})
+		require.NoError(t, err)
+		_, _, settled, err = b.store.PassGate(ctx, red, "host", "2", vocab.Gate{Kind: "smoke"}, 2)
+		require.NoError(t, err)
+		require.False(t, settled, "one of two gates failed")
+
+		_, _, _, err = b.store.PassGate(ctx, red, "host", "2", vocab.Gate{Kind: "smoke"}, 0)
+		require.Error(t, err)
+	})
+}

@@ -99,6 +99,13 @@ func (r *Runner) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypePrune, r.prune)
 }
 
+// settling is how a settling write (and what follows it: webhooks, the
+// slot's release) gets to land: a context of its own, not the phase's,
+// which ends when the phase is stopped or sees its run settled.
+func settling(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
 // errSettled: the run was settled by someone else (cancel, supersede)
 // while this phase worked; the phase stops without running more.
 var errSettled = errors.New("run settled elsewhere")
@@ -113,7 +120,8 @@ type verdict struct {
 	// passed, for a gate that passed, is every gate of the run that has.
 	passed map[string]bool
 	// settled: the step settled the run itself (a fetch whose tree an
-	// earlier run passed, reuse: tree); nothing follows.
+	// earlier run passed, reuse: tree; the last gate to pass); nothing
+	// follows.
 	settled bool
 	// fetched, for a fetch that did not record what it learned, goes to
 	// the compile's task, whose phase write records it.
@@ -207,6 +215,8 @@ func (r *Runner) handle(ctx context.Context, t *asynq.Task) error {
 // outcomeOf names how a phase task ended, for metrics.
 func outcomeOf(workCtx context.Context, err error, v verdict) string {
 	switch {
+	case v.settled && err == nil:
+		return "ok"
 	case workCtx.Err() != nil || errors.Is(v.err, errSettled):
 		return "canceled"
 	case v.failure != "":
@@ -220,10 +230,16 @@ func outcomeOf(workCtx context.Context, err error, v verdict) string {
 // conclude turns a step's verdict into what comes next: the steps it made
 // ready, the run's pass once its last gate passed, or its failure.
 func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, j *job, id int64, s steps.Step, v verdict) error {
-	// Settling writes must land even when the task's context is ending.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	wctx, cancel := settling(ctx)
 	defer cancel()
 	switch {
+	case v.settled:
+		// First: the step's own settle may have ended workCtx as the
+		// watch saw the run settled.
+		if s.Kind == steps.Gate {
+			log.Info("run passed", "won", true)
+		}
+		return nil
 	case workCtx.Err() != nil || errors.Is(v.err, errSettled):
 		// Canceled (supersede, cancel, a sibling gate's failure) or shutting
 		// down. A finished run has nothing left to do; otherwise hand the
@@ -239,8 +255,6 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, j *job
 	case v.err != nil:
 		log.Warn("phase failed; will retry", "err", v.err)
 		return v.err
-	case v.settled:
-		return nil
 	case v.failure != "":
 		won, err := j.life.Fail(wctx, id, v.failure)
 		if err != nil {
@@ -515,7 +529,8 @@ func readForSummary(path string) ([]byte, error) {
 
 // gate runs one gate (running: its phase write recorded it running).
 // When it passes, the verdict carries every gate of the run that has
-// passed (read in the same step as this gate's pass), for the join; when
+// passed (read in the same step as this gate's pass), for the join, or,
+// for the last gate to pass, that its write settled the run; when
 // it fails, every gate the run has not reached is blocked (those still
 // running are blocked by the terminal write).
 func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step, running bool) verdict {
@@ -557,9 +572,18 @@ func (r *Runner) gate(ctx context.Context, j *job, cur *vocab.Run, s steps.Step,
 	case res.Canceled:
 		return verdict{err: ctx.Err()}
 	case res.OK():
-		gates, err := record(vocab.GatePassed, g.Kind, ref)
-		if err != nil {
+		// The last gate's pass settles the run in the same write: its
+		// own context, as for every settling write.
+		pctx, cancel := settling(ctx)
+		defer cancel()
+		o, gates, settled, err := j.life.PassGate(pctx, cur.ID, cur.Version, vocab.Gate{Kind: g.Kind, LogRef: ref, Tests: tests})
+		switch {
+		case err != nil:
 			return verdict{err: err}
+		case o == runstore.Finished:
+			return verdict{err: errSettled} // canceled, superseded or failed since the phase began
+		case settled:
+			return verdict{settled: true}
 		}
 		passed := map[string]bool{}
 		for _, other := range gates {

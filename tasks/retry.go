@@ -42,7 +42,7 @@ func (r *Runner) giveUpIfLast(ctx context.Context, t *asynq.Task, err error, ret
 	if derr != nil {
 		return
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	wctx, cancel := settling(ctx)
 	defer cancel()
 	j, _, oerr := r.openID(wctx, pl)
 	if oerr != nil {

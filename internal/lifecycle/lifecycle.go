@@ -105,11 +105,30 @@ func (l *Lifecycle) Cancel(ctx context.Context, id int64) (*vocab.Run, bool, err
 	return r, won, nil
 }
 
-// Pass settles a run passed. It reports whether this write won. With
-// reuse: tree the run is then filed for later runs of its tree to reuse
-// (best effort: a run not filed is only built again).
+// Pass settles a run passed. It reports whether this write won.
 func (l *Lifecycle) Pass(ctx context.Context, id int64) (bool, error) {
 	won, err := l.Store.Pass(ctx, id)
+	return l.passed(ctx, id, won, err)
+}
+
+// PassGate records gate g of run id (built at version) passed and, when
+// it is the last of the pipeline's gates to pass, settles the run passed
+// in the same write (runstore's PassGate), followed as Pass is. It
+// returns the write's outcome, the run's gates after it, and whether it
+// settled the run.
+func (l *Lifecycle) PassGate(ctx context.Context, id int64, version string, g vocab.Gate) (runstore.Outcome, []vocab.Gate, bool, error) {
+	o, gates, settled, err := l.Store.PassGate(ctx, id, l.Pipeline.Tier, version, g, len(l.Pipeline.Gates))
+	if err != nil || !settled {
+		return o, gates, false, err
+	}
+	_, err = l.passed(ctx, id, true, nil)
+	return o, gates, true, err
+}
+
+// passed follows a pass: with reuse: tree the run is then filed for later
+// runs of its tree to reuse (best effort: a run not filed is only built
+// again).
+func (l *Lifecycle) passed(ctx context.Context, id int64, won bool, err error) (bool, error) {
 	if err == nil && won && l.Pipeline.Reuse == pipeline.ReuseTree {
 		if _, ierr := l.Store.IndexPassed(ctx, id); ierr != nil {
 			l.logger().Warn("passed run not filed for reuse", "run_id", id, "err", ierr)

@@ -171,3 +171,54 @@ func TestSettleFollowsUpOnce(t *testing.T) {
 		})
 	}
 }
+
+// The last of a run's gates to pass settles it passed in its own write,
+// followed up as Pass is; an earlier gate's pass does not, and a pass
+// recorded after the run settled changes nothing.
+func TestPassGateSettlesWithTheLastGate(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "http://127.0.0.1:1/hook")
+	b.life.Pipeline.Tier = "host"
+	b.life.Pipeline.Gates = []pipeline.Gate{{Kind: "unit"}, {Kind: "smoke"}}
+	ctx := context.Background()
+	started, err := b.life.Start(ctx, runstore.CreateRequest{})
+	require.NoError(t, err)
+	id := started.ID
+
+	o, gates, settled, err := b.life.PassGate(ctx, id, "1.0", vocab.Gate{Kind: "unit", LogRef: "1/gate-unit.log"})
+	require.NoError(t, err)
+	require.Equal(t, runstore.Applied, o)
+	require.False(t, settled, "smoke has not passed")
+	require.Len(t, gates, 1)
+	require.Equal(t, vocab.GatePassed, gates[0].Status)
+	r, err := b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, vocab.ResultBuilding, r.Result)
+	require.Empty(t, b.finished(t))
+	require.Empty(t, b.afterFor)
+
+	_, gates, settled, err = b.life.PassGate(ctx, id, "1.0", vocab.Gate{Kind: "smoke", LogRef: "1/gate-smoke.log"})
+	require.NoError(t, err)
+	require.True(t, settled)
+	require.Len(t, gates, 2)
+	r, err = b.store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, vocab.ResultPassed, r.Result)
+	require.Equal(t, vocab.PhaseDone, r.Phase)
+	require.Equal(t, []string{`sando_runs_finished_total{pipeline="app",result="passed"} 1`}, b.finished(t))
+	require.Equal(t, []string{"sando:fetch", TypeWebhook}, b.rec.enqueued)
+	require.Equal(t, []int64{id}, b.afterFor)
+	left, err := b.store.Undelivered(ctx, r.FinishedAt.Add(1), 10)
+	require.NoError(t, err)
+	require.Empty(t, left, "announced: out of the outbox")
+	tier, err := b.store.TierGates(ctx, "host", "1.0")
+	require.NoError(t, err)
+	require.Len(t, tier, 2, "both gates are the version's latest")
+
+	o, _, settled, err = b.life.PassGate(ctx, id, "1.0", vocab.Gate{Kind: "smoke"})
+	require.NoError(t, err)
+	require.Equal(t, runstore.Finished, o)
+	require.False(t, settled)
+	require.Len(t, b.finished(t), 1)
+	require.Equal(t, []int64{id}, b.afterFor, "no terminal write was attempted")
+}
