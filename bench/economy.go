@@ -53,7 +53,7 @@ func perRunOf(u usage, stats cmdStats, n int, window time.Duration) perRun {
 func (b *bench) economy(ctx context.Context) error {
 	o := b.opt
 	n := o.EconomyRuns
-	var sando, chain []perRun
+	var sando, chain, paced []perRun
 	var sStats, cStats cmdStats
 	idleWindow := economyIdle
 	if o.Short {
@@ -87,9 +87,28 @@ func (b *bench) economy(ctx context.Context) error {
 		}
 		cStats = b.redis.Delta(before, after)
 		chain = append(chain, perRunOf(b.redis.Usage(before, after), cStats, n, d))
-		s, c := sando[len(sando)-1], chain[len(chain)-1]
-		b.logf("rep %d: Redis CPU per run %.0f µs (bare chain %.0f), commands %.1f (%.1f), reads %.1f (%.1f), dequeues %.2f (%.2f)",
-			rep+1, s.cpu, c.cpu, s.cmds, c.cmds, s.reads, c.reads, s.dequeues, c.dequeues)
+
+		// The same chains at Sando's pace: each link holds its slot for
+		// the share of Sando's batch one task took, so the batch lasts
+		// about as long. Redis's CPU per request depends on the load: a
+		// busy Redis reads many clients' requests per wake-up, an idle one
+		// wakes for each, and by-the-second costs (polls, heartbeats,
+		// forwarders) accrue over the batch. This chain pays both as
+		// Sando's runs do; the unpaced one pays neither. The unpaced
+		// batch's duration is the chain's own overhead, not work.
+		work := max(0, r.elapsed-d) * time.Duration(o.Concurrency) / time.Duration(n*tasksPerRun)
+		before, after, err = b.chainBatch(ctx, chainConfig{Layout: oneQueue(chainQueue), Servers: 1, Concurrency: o.Concurrency,
+			Interval: o.PollInterval, Length: tasksPerRun, Work: work}, func(ch *chains) (err error) {
+			d, err = ch.Many(ctx, n)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		paced = append(paced, perRunOf(b.redis.Usage(before, after), b.redis.Delta(before, after), n, d))
+		s, c, pc := sando[len(sando)-1], chain[len(chain)-1], paced[len(paced)-1]
+		b.logf("rep %d: Redis CPU per run %.0f µs (bare chain %.0f, at Sando's pace %.0f over %s), commands %.1f (%.1f), reads %.1f (%.1f), dequeues %.2f (%.2f)",
+			rep+1, s.cpu, c.cpu, pc.cpu, pc.window.Round(time.Millisecond), s.cmds, c.cmds, s.reads, c.reads, s.dequeues, c.dequeues)
 	}
 	m := min(n, 50)
 	mSando, mChain, err := b.monitorPass(ctx, m)
@@ -106,10 +125,18 @@ func (b *bench) economy(ctx context.Context) error {
 	}
 	label := fmt.Sprintf("%d runs at once, 1 worker × %d", n, o.Concurrency)
 	chainName := fmt.Sprintf("bare asynq chains of %d, 1 server × %d", tasksPerRun, o.Concurrency)
-	sCPU, cCPU := col(sando, "µs", func(r perRun) float64 { return r.cpu }), col(chain, "µs", func(r perRun) float64 { return r.cpu })
-	goalCPU := value{Unit: "µs", Samples: []float64{1.5 * cCPU.Median()}}
+	cpuOf := func(r perRun) float64 { return r.cpu }
+	sCPU, cCPU, pCPU := col(sando, "µs", cpuOf), col(chain, "µs", cpuOf), col(paced, "µs", cpuOf)
+	goalCPU := value{Unit: "µs", Samples: []float64{1.5 * pCPU.Median()}}
+	// the batch's duration, per repetition
+	took := func(rs []perRun) value {
+		return col(rs, "s", func(r perRun) float64 { return r.window.Seconds() })
+	}
 	b.report.add(line{Bench: bEconomy, Measure: "Redis CPU per run (used_cpu_sys + used_cpu_user), " + label, Sando: sCPU,
-		Bases: []base{{chainName + ", per chain", cCPU}, {"1.5× the bare chain (the goal)", goalCPU}}})
+		Bases: []base{{chainName + ", per chain, at Sando's pace (its batch as long as Sando's)", pCPU},
+			{"1.5× the paced bare chain (the goal)", goalCPU}, {"the same chains unpaced (links do no work)", cCPU}}})
+	b.report.add(line{Bench: bEconomy, Measure: "the batch took", Sando: took(sando),
+		Bases: []base{{"paced bare chain", took(paced)}, {"unpaced bare chain", took(chain)}}})
 	b.report.add(line{Bench: bEconomy, Measure: "of which the stack's idle cost for as long as the batch took (an upper bound: busy slots do not poll)",
 		Sando: col(sando, "µs", func(r perRun) float64 { return r.idle })})
 	b.report.add(line{Bench: bEconomy, Measure: "Redis commands per run (commandstats, Lua's included)",
@@ -117,7 +144,8 @@ func (b *bench) economy(ctx context.Context) error {
 		Bases: []base{{"bare chain", col(chain, "cmds", func(r perRun) float64 { return r.cmds })}}})
 	sReads := col(sando, "", func(r perRun) float64 { return r.reads })
 	b.report.add(line{Bench: bEconomy, Measure: "round trips per run: requests Redis read (INFO total_reads_processed)",
-		Sando: sReads, Bases: []base{{"bare chain", col(chain, "", func(r perRun) float64 { return r.reads })}}})
+		Sando: sReads, Bases: []base{{"bare chain", col(chain, "", func(r perRun) float64 { return r.reads })},
+			{"paced bare chain", col(paced, "", func(r perRun) float64 { return r.reads })}}})
 	per := func(c cmdStats) value {
 		return value{Unit: "", Samples: []float64{float64(c.Total()) / float64(m)}}
 	}
@@ -156,9 +184,14 @@ func (b *bench) economy(ctx context.Context) error {
 		"processes cost by the second (heartbeats, forwarders, the system queue's polls) over that time, and the bench's "+
 		"own INFO and SCARD every %s.", medianDur(sando), medianDur(chain), economyPoll)
 
-	got, limit := sCPU.Median(), goalCPU.Median()
-	b.report.goal(bEconomy, "Redis CPU per run ≤ 1.5× the bare chain's", got <= limit,
-		"%.0f vs 1.5 × %.0f = %.0f µs (%.2f×)", got, cCPU.Median(), limit, got/cCPU.Median())
+	// Judged both ways: against the chains at Sando's pace (the same load
+	// on Redis, the fair baseline) and, as the goal was first measured,
+	// against the unpaced ones.
+	got := sCPU.Median()
+	b.report.goal(bEconomy, "Redis CPU per run ≤ 1.5× the bare chain's at Sando's pace", got <= 1.5*pCPU.Median(),
+		"%.0f vs 1.5 × %.0f = %.0f µs (%.2f×)", got, pCPU.Median(), 1.5*pCPU.Median(), got/pCPU.Median())
+	b.report.goal(bEconomy, "Redis CPU per run ≤ 1.5× the unpaced bare chain's", got <= 1.5*cCPU.Median(),
+		"%.0f vs 1.5 × %.0f = %.0f µs (%.2f×)", got, cCPU.Median(), 1.5*cCPU.Median(), got/cCPU.Median())
 	b.report.goal(bEconomy, "commands clients send per run < 29 (MONITOR)", sSent.Median() < 29, "%.1f", sSent.Median())
 	b.report.goal(bEconomy, "the queue layout adds no dequeue misses per run", sMiss.Median() <= cMiss.Median()+0.1,
 		"%.2f vs the bare chain's %.2f per run", sMiss.Median(), cMiss.Median())
