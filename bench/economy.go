@@ -54,6 +54,7 @@ func (b *bench) economy(ctx context.Context) error {
 	o := b.opt
 	n := o.EconomyRuns
 	var sando, chain, paced []perRun
+	pace := 1.0 // the paced chain's correction of its links' work
 	var sStats, cStats cmdStats
 	idleWindow := economyIdle
 	if o.Short {
@@ -95,13 +96,28 @@ func (b *bench) economy(ctx context.Context) error {
 		// wakes for each, and by-the-second costs (polls, heartbeats,
 		// forwarders) accrue over the batch. This chain pays both as
 		// Sando's runs do; the unpaced one pays neither. The unpaced
-		// batch's duration is the chain's own overhead, not work.
-		work := max(0, r.elapsed-d) * time.Duration(o.Concurrency) / time.Duration(n*tasksPerRun)
-		before, after, err = b.chainBatch(ctx, chainConfig{Layout: oneQueue(chainQueue), Servers: 1, Concurrency: o.Concurrency,
-			Interval: o.PollInterval, Length: tasksPerRun, Work: work}, func(ch *chains) (err error) {
-			d, err = ch.Many(ctx, n)
+		// batch's duration is the chain's own overhead, not work; sleeps
+		// and hand-offs overrun on a loaded machine, so an untimed pilot
+		// batch first corrects the links' work by how far it missed.
+		target := max(0, r.elapsed-d)
+		pacedBatch := func(work time.Duration) (before, after snapshot, took time.Duration, err error) {
+			before, after, err = b.chainBatch(ctx, chainConfig{Layout: oneQueue(chainQueue), Servers: 1, Concurrency: o.Concurrency,
+				Interval: o.PollInterval, Length: tasksPerRun, Work: work}, func(ch *chains) (err error) {
+				took, err = ch.Many(ctx, n)
+				return err
+			})
+			return before, after, took, err
+		}
+		work := time.Duration(pace * float64(target) * float64(o.Concurrency) / float64(n*tasksPerRun))
+		_, _, pilot, err := pacedBatch(work)
+		if err != nil {
 			return err
-		})
+		}
+		if over := pilot - d; over > 0 && target > 0 {
+			pace = min(1, max(0.1, pace*float64(target)/float64(over)))
+			work = time.Duration(pace * float64(target) * float64(o.Concurrency) / float64(n*tasksPerRun))
+		}
+		before, after, d, err = pacedBatch(work)
 		if err != nil {
 			return err
 		}
