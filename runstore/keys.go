@@ -55,11 +55,7 @@ const tierGatesSegment = "gates:"
 // operator's cache clear: a worker wipes a cache slot of an older
 // generation before a run takes it (package cache), so the clear reaches
 // every data dir without the API touching any.
-func (k Keys) CacheGeneration() string { return k.prefix + cacheGenSegment }
-
-// cacheGenSegment names the cache generation after the pipeline's prefix;
-// the phase script reads it through luaPrelude's pipekey.
-const cacheGenSegment = "cache_gen"
+func (k Keys) CacheGeneration() string { return k.prefix + "cache_gen" }
 
 // ReuseIndex is the hash reuse key (git tree id ":" pipeline hash) → the
 // id of the run that built it and passed (reuse: tree).

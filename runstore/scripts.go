@@ -196,6 +196,7 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // task an earlier try of the fetch queued never overwrites a later try's.
 //
 // KEYS[1] run hash
+// KEYS[2] the pipeline's cache generation (read only)
 // ARGV[1] new phase
 // ARGV[2] task id ("" keeps the recorded one)
 // ARGV[3] events channel
@@ -214,8 +215,8 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // field, value, ...} with the run's hash after the write: code 0 run is
 // terminal, 1 applied, 2 run is past this phase; entered before is 1 when
 // the run had entered this phase before (a re-entry), else 0; the cache
-// generation (Keys.CacheGeneration, "" before any clear) is what the
-// fetch's slot needs, read here to save the fetch a round trip.
+// generation ("" before any clear) is what the fetch's slot needs, read
+// here to save the fetch a round trip.
 var phaseScript = newScript(`
 local pf = PHASE_PREFIX .. ARGV[1]
 local cur = redis.call("HMGET", KEYS[1], "result", "phase", pf, "version")
@@ -256,7 +257,7 @@ end
 local out = redis.call("HGETALL", KEYS[1])
 table.insert(out, 1, code)
 table.insert(out, 2, cur[3] and "1" or "0")
-table.insert(out, 3, redis.call("GET", pipekey(` + strconv.Quote(cacheGenSegment) + `)) or "")
+table.insert(out, 3, redis.call("GET", KEYS[2]) or "")
 return out
 `)
 
@@ -329,7 +330,7 @@ func (s *Store) Enter(ctx context.Context, id int64, phase vocab.Phase, e Entry)
 	for _, p := range from {
 		args = append(args, string(p))
 	}
-	o, pairs, err := guardedPairs("set phase of", id, phaseScript.Run(ctx, s.rdb, []string{s.keys.Run(id)}, args...))
+	o, pairs, err := guardedPairs("set phase of", id, phaseScript.Run(ctx, s.rdb, []string{s.keys.Run(id), s.keys.CacheGeneration()}, args...))
 	if err != nil || pairs == nil {
 		return Entered{Outcome: o}, err
 	}

@@ -789,3 +789,49 @@ func TestPassGateSettlesAtTheCount(t *testing.T) {
 		require.Error(t, err)
 	})
 }
+
+// Gates passing at once, with an abort racing them: exactly one write
+// settles each run, and the run is passed exactly when a pass reports it
+// settled it; either way the run leaves the building set.
+func TestPassGateRacesSettleOnce(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		kinds := []string{"a", "b", "c", "d", "e"}
+		for round := range 20 {
+			id := create(t, b.store, runstore.CreateRequest{NoSupersede: true})
+			var settled, aborted atomic.Int32
+			var wg sync.WaitGroup
+			for _, k := range kinds {
+				wg.Go(func() {
+					_, _, s, err := b.store.PassGate(ctx, id, "host", "1", vocab.Gate{Kind: k}, len(kinds))
+					require.NoError(t, err)
+					if s {
+						settled.Add(1)
+					}
+				})
+			}
+			if round%2 == 1 {
+				wg.Go(func() {
+					won, err := b.store.Abort(ctx, id, "canceled")
+					require.NoError(t, err)
+					if won {
+						aborted.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			r, err := b.store.Get(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, int32(1), settled.Load()+aborted.Load(), "round %d: one terminal write wins", round)
+			if settled.Load() == 1 {
+				require.Equal(t, vocab.ResultPassed, r.Result)
+			} else {
+				require.Equal(t, vocab.ResultAborted, r.Result)
+			}
+			building, err := b.rdb.SIsMember(ctx, b.store.Keys().Building(), id).Result()
+			require.NoError(t, err)
+			require.False(t, building, "round %d: the settled run is out of the building set", round)
+		}
+	})
+}
