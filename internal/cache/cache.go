@@ -113,11 +113,11 @@ func (p Pool) Take(ctx context.Context, pipeline string, id, generation int64) (
 		type candidate struct {
 			slot  Slot
 			dirty bool
-			n     int // its place in slots: by number
+			n     int   // its place in slots: by number
+			run   int64 // its holder, 0 for none
 		}
 		var (
 			free, held []candidate
-			holders    []int64
 			clean      bool // a free slot is clean
 		)
 		for i, s := range slots {
@@ -126,9 +126,10 @@ func (p Pool) Take(ctx context.Context, pipeline string, id, generation int64) (
 				slot = s
 				return nil
 			}
-			c := candidate{s, err != nil || st.Poisoned || st.Generation != generation || hasMarkers(s), i}
+			c := candidate{s, err != nil || st.Poisoned || st.Generation != generation || hasMarkers(s), i, 0}
 			if err == nil && st.Held {
-				held, holders = append(held, c), append(holders, st.Run)
+				c.run = st.Run
+				held = append(held, c)
 				continue
 			}
 			free = append(free, c)
@@ -138,19 +139,22 @@ func (p Pool) Take(ctx context.Context, pipeline string, id, generation int64) (
 		// a Redis round trip per slot: asked only when no free slot is
 		// clean (a run's slot is released when it settles here, so in the
 		// steady state one is).
-		for i := 0; i < len(held) && !clean; i++ {
-			live, lerr := p.Live(ctx, pipeline, holders[i])
+		for _, c := range held {
+			if clean {
+				break
+			}
+			live, lerr := p.Live(ctx, pipeline, c.run)
 			if lerr != nil {
 				return lerr
 			}
-			if live || freshMarkers(held[i].slot) {
+			if live || freshMarkers(c.slot) {
 				// Building, or settled with a command still ending
 				// (being stopped after a cancel, a supersede or a
 				// sibling gate's failure; see Release).
 				continue
 			}
-			free = append(free, held[i])
-			clean = !held[i].dirty
+			free = append(free, c)
+			clean = !c.dirty
 		}
 		// Clean slots first, then the lowest number.
 		slices.SortFunc(free, func(a, b candidate) int {

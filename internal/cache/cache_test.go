@@ -36,6 +36,14 @@ func (tp *testPool) settle(id int64) {
 	tp.settled[id] = true
 }
 
+// take is Take of run id at generation gen, which must succeed.
+func (tp *testPool) take(t *testing.T, id, gen int64) Slot {
+	t.Helper()
+	s, err := tp.Take(context.Background(), "app", id, gen)
+	require.NoError(t, err)
+	return s
+}
+
 func put(t *testing.T, s Slot, name string) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(filepath.Join(s.Cache(), name), []byte("x"), 0o644))
@@ -226,16 +234,12 @@ func TestBadPipelineName(t *testing.T) {
 func TestTakeAsksOnlyWithoutACleanFreeSlot(t *testing.T) {
 	t.Parallel()
 	p := newPool(t)
-	ctx := context.Background()
-	a, err := p.Take(ctx, "app", 1, 0)
-	require.NoError(t, err)
-	b, err := p.Take(ctx, "app", 2, 0)
-	require.NoError(t, err)
+	a := p.take(t, 1, 0)
+	b := p.take(t, 2, 0)
 	require.NoError(t, p.Release("app", b, 2))
 	p.settle(2)
 	p.asked = 0
-	c, err := p.Take(ctx, "app", 3, 0)
-	require.NoError(t, err)
+	c := p.take(t, 3, 0)
 	require.Equal(t, b, c, "the free, clean slot")
 	require.Zero(t, p.asked, "run 1's slot was not asked about")
 
@@ -243,8 +247,7 @@ func TestTakeAsksOnlyWithoutACleanFreeSlot(t *testing.T) {
 	// asked about; settled, it is free, and the lowest numbered.
 	require.NoError(t, p.Release("app", c, 3))
 	p.settle(1)
-	d, err := p.Take(ctx, "app", 4, 1)
-	require.NoError(t, err)
+	d := p.take(t, 4, 1)
 	require.Equal(t, 1, p.asked)
 	require.Equal(t, a, d, "the settled run's slot, though it was never released")
 }
