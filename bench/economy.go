@@ -77,17 +77,11 @@ func (b *bench) economy(ctx context.Context) error {
 		pr.idle = idleCPU * r.elapsed.Seconds() * 1e6 / float64(n)
 		sando, sStats = append(sando, pr), r.stats
 
-		var d time.Duration
-		before, after, err := b.chainBatch(ctx, chainConfig{Layout: oneQueue(chainQueue), Servers: 1, Concurrency: o.Concurrency,
-			Interval: o.PollInterval, Length: tasksPerRun}, func(ch *chains) (err error) {
-			d, err = ch.Many(ctx, n)
-			return err
-		})
+		c, stats, err := b.chainRun(ctx, n, 0)
 		if err != nil {
 			return err
 		}
-		cStats = b.redis.Delta(before, after)
-		chain = append(chain, perRunOf(b.redis.Usage(before, after), cStats, n, d))
+		chain, cStats = append(chain, c), stats
 
 		// The same chains at Sando's pace: each link holds its slot for
 		// the share of Sando's batch one task took, so the batch lasts
@@ -99,30 +93,23 @@ func (b *bench) economy(ctx context.Context) error {
 		// batch's duration is the chain's own overhead, not work; sleeps
 		// and hand-offs overrun on a loaded machine, so an untimed pilot
 		// batch first corrects the links' work by how far it missed.
-		target := max(0, r.elapsed-d)
-		pacedBatch := func(work time.Duration) (before, after snapshot, took time.Duration, err error) {
-			before, after, err = b.chainBatch(ctx, chainConfig{Layout: oneQueue(chainQueue), Servers: 1, Concurrency: o.Concurrency,
-				Interval: o.PollInterval, Length: tasksPerRun, Work: work}, func(ch *chains) (err error) {
-				took, err = ch.Many(ctx, n)
-				return err
-			})
-			return before, after, took, err
+		target := max(0, r.elapsed-c.window)
+		work := func() time.Duration {
+			return time.Duration(pace * float64(target) * float64(o.Concurrency) / float64(n*tasksPerRun))
 		}
-		work := time.Duration(pace * float64(target) * float64(o.Concurrency) / float64(n*tasksPerRun))
-		_, _, pilot, err := pacedBatch(work)
+		pilot, _, err := b.chainRun(ctx, n, work())
 		if err != nil {
 			return err
 		}
-		if over := pilot - d; over > 0 && target > 0 {
+		if over := pilot.window - c.window; over > 0 && target > 0 {
 			pace = min(1, max(0.1, pace*float64(target)/float64(over)))
-			work = time.Duration(pace * float64(target) * float64(o.Concurrency) / float64(n*tasksPerRun))
 		}
-		before, after, d, err = pacedBatch(work)
+		pc, _, err := b.chainRun(ctx, n, work())
 		if err != nil {
 			return err
 		}
-		paced = append(paced, perRunOf(b.redis.Usage(before, after), b.redis.Delta(before, after), n, d))
-		s, c, pc := sando[len(sando)-1], chain[len(chain)-1], paced[len(paced)-1]
+		paced = append(paced, pc)
+		s := sando[len(sando)-1]
 		b.logf("rep %d: Redis CPU per run %.0f µs (bare chain %.0f, at Sando's pace %.0f over %s), commands %.1f (%.1f), reads %.1f (%.1f), dequeues %.2f (%.2f)",
 			rep+1, s.cpu, c.cpu, pc.cpu, pc.window.Round(time.Millisecond), s.cmds, c.cmds, s.reads, c.reads, s.dequeues, c.dequeues)
 	}
@@ -212,6 +199,25 @@ func (b *bench) economy(ctx context.Context) error {
 	b.report.goal(bEconomy, "the queue layout adds no dequeue misses per run", sMiss.Median() <= cMiss.Median()+0.1,
 		"%.2f vs the bare chain's %.2f per run", sMiss.Median(), cMiss.Median())
 	return nil
+}
+
+// chainRun runs n bare asynq chains of tasksPerRun links at once on one
+// server with the stack's concurrency and poll interval, each link
+// holding its slot for work, and returns their figures per chain and the
+// batch's commands.
+func (b *bench) chainRun(ctx context.Context, n int, work time.Duration) (perRun, cmdStats, error) {
+	o := b.opt
+	var d time.Duration
+	before, after, err := b.chainBatch(ctx, chainConfig{Layout: oneQueue(chainQueue), Servers: 1, Concurrency: o.Concurrency,
+		Interval: o.PollInterval, Length: tasksPerRun, Work: work}, func(ch *chains) (err error) {
+		d, err = ch.Many(ctx, n)
+		return err
+	})
+	if err != nil {
+		return perRun{}, nil, err
+	}
+	stats := b.redis.Delta(before, after)
+	return perRunOf(b.redis.Usage(before, after), stats, n, d), stats, nil
 }
 
 // queueNames lists dequeue attempts per run by queue, most first, with a
