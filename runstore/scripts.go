@@ -196,7 +196,7 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // task an earlier try of the fetch queued never overwrites a later try's.
 //
 // KEYS[1] run hash
-// KEYS[2] the pipeline's cache generation (read only)
+// KEYS[2] the pipeline's cache generation (read on entering fetching)
 // ARGV[1] new phase
 // ARGV[2] task id ("" keeps the recorded one)
 // ARGV[3] events channel
@@ -215,8 +215,8 @@ func guardedCode(what string, id int64, code int64, err error) (Outcome, error) 
 // field, value, ...} with the run's hash after the write: code 0 run is
 // terminal, 1 applied, 2 run is past this phase; entered before is 1 when
 // the run had entered this phase before (a re-entry), else 0; the cache
-// generation ("" before any clear) is what the fetch's slot needs, read
-// here to save the fetch a round trip.
+// generation ("" before any clear, and for every phase but fetching) is
+// what the fetch's slot needs, read here to save the fetch a round trip.
 var phaseScript = newScript(`
 local pf = PHASE_PREFIX .. ARGV[1]
 local cur = redis.call("HMGET", KEYS[1], "result", "phase", pf, "version")
@@ -257,7 +257,9 @@ end
 local out = redis.call("HGETALL", KEYS[1])
 table.insert(out, 1, code)
 table.insert(out, 2, cur[3] and "1" or "0")
-table.insert(out, 3, redis.call("GET", KEYS[2]) or "")
+local gen = ""
+if ARGV[1] == FETCHING then gen = redis.call("GET", KEYS[2]) or "" end
+table.insert(out, 3, gen)
 return out
 `)
 
@@ -296,7 +298,8 @@ type Entered struct {
 	// another gate).
 	Again bool
 	// CacheGeneration is the pipeline's cache generation as the write
-	// found it (CacheGeneration).
+	// found it (CacheGeneration), for the fetch's slot: read only when
+	// entering fetching, 0 otherwise.
 	CacheGeneration int64
 }
 

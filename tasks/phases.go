@@ -267,10 +267,12 @@ func (r *Runner) conclude(ctx, workCtx context.Context, log *slog.Logger, j *job
 		return nil
 	}
 	next := steps.After(j.p, s)
-	last := len(next) == 0
+	last := len(next) == 0 // the compile or stage of a pipeline without gates
 	if s.Kind == steps.Gate {
-		next = steps.GatesAfter(j.p, s.Gate, v.passed)
-		last = len(v.passed) == len(j.p.Gates)
+		// The pass that made every gate passed settled the run in its
+		// own write (v.settled, above): this one starts what it made
+		// ready.
+		next, last = steps.GatesAfter(j.p, s.Gate, v.passed), false
 	}
 	if !last {
 		var errs []error
