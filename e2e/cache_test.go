@@ -5,9 +5,13 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"sando.dev/sando/internal/redistest"
 )
 
 // cacheBuild is a compile step that reports what a build sees of its
@@ -84,6 +88,30 @@ func TestCacheDirWarmAcrossRunsAndCleared(t *testing.T) {
 	r = s.do("POST", "/pipelines/nope/cache:clear", nil, nil)
 	require.Equal(t, http.StatusNotFound, r.status, "body: %s", r.body)
 	require.Contains(t, string(r.body), `no pipeline \"nope\"`)
+}
+
+// SANDO_CACHE_DIR outlives its worker: one stopped (SIGTERM) or killed
+// (SIGKILL) between runs and started again on the same data dir gives the
+// next run the cache the last one left.
+func TestCacheDirKeptAcrossWorkerRestarts(t *testing.T) {
+	t.Parallel()
+	proj := newProject(t, map[string]string{"stable.txt": "never changes\n", "main.txt": "1\n"})
+	f := startFleet(t, proj, redistest.Start(t).URL(), "branch: main\n"+cacheBuild)
+	count := func(want string) {
+		t.Helper()
+		id := f.rebuild("")
+		require.Equal(t, "passed", f.waitTerminal(id)["result"])
+		require.Equal(t, want, logValue(t, f.compileLog(id), "count"))
+	}
+	w := f.startWorker("worker-1")
+	count("1")
+	require.NoError(t, w.Cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, w.waitExit(10*time.Second), "a worker exits 0 on SIGTERM")
+	w = f.startWorker("worker-2")
+	count("2")
+	w.kill()
+	f.startWorker("worker-3")
+	count("3")
 }
 
 // reuse: tree: a rebuild of a tree and definition that passed settles
